@@ -1,0 +1,104 @@
+"""The keyreid-stream command line: help, version, config show, errors with a readable line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from keyreid_stream import __version__
+from keyreid_stream.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = ("config", "sample", "demo")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:  # argparse exits for --help / --version / usage errors
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("argv", [["config", "--help"], ["config", "show", "--help"], ["sample", "--help"],
+                                  ["sample", "fetch", "--help"], ["demo", "--help"]])
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "usage: keyreid-stream" in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.strip() == f"keyreid-stream {__version__}"
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys)
+    assert code == 2 and "commands" in out
+
+
+def test_config_show_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "config", "show", str(REPO / "configs" / "demo.yaml"), "demo.max_frames=7",
+                           "logging.level=WARNING")
+    assert code == 0
+    shown = yaml.safe_load(out)
+    assert shown["demo"]["max_frames"] == 7 and shown["demo"]["camera_id"] == "cam0"
+    assert shown["logging"] == {"level": "WARNING", "format": "text"}
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "expected"),
+    [
+        ("demo:\n  max_frame: 3\n", [], "demo.max_frame: unknown key 'max_frame' (did you mean 'max_frames'?)"),
+        ("demo:\n  stride: two\n", [], "demo.stride: must be an integer, got str 'two'"),
+        ("demo:\n  stride: 0\n", [], "demo: stride must be >= 1"),
+        ("logging:\n  level: LOUD\n", [], "logging.level: must be one of"),
+        ("", ["demo.nope=1"], "override 'demo.nope=1': demo.nope: unknown key 'nope'"),
+    ],
+)
+def test_config_errors_are_one_readable_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, overrides: list[str], expected: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code, out, err = run_cli(capsys, "config", "show", str(path), *overrides)
+    assert code == 2 and out == ""
+    assert err.startswith("keyreid-stream: config error: ") and expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_demo_on_a_missing_file_is_a_readable_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "demo", "--source", str(tmp_path / "missing.avi"))
+    assert code == 1 and "video file not found" in err and "Traceback" not in err
+
+
+def test_console_script_is_declared() -> None:
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert declared == {"keyreid-stream": "keyreid_stream.cli:main"}
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    result = subprocess.run([sys.executable, "-m", "keyreid_stream", "--version"], capture_output=True,
+                            text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0 and result.stdout.strip() == f"keyreid-stream {__version__}"
+
+
+def test_installed_console_script_runs() -> None:
+    script = Path(sys.executable).parent / "keyreid-stream"
+    if not script.exists():
+        pytest.skip("package not installed in this interpreter's environment")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and all(name in result.stdout for name in SUBCOMMANDS)
