@@ -11,6 +11,8 @@ import redis
 from keyreid_stream import redis_server as redis_server_module
 from keyreid_stream.redis_server import RedisServer, RedisServerError, find_redis_server, free_port, ping
 
+pytestmark = pytest.mark.redis
+
 
 def test_session_server_is_private_and_answers(redis_server: RedisServer, redis_client: redis.Redis) -> None:
     assert redis_server.port != 6379
