@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import platform
 import statistics
 import sys
 import time
@@ -20,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keyreid_stream.contracts import TrackletMessage  # noqa: E402
 from keyreid_stream.wire import decode, encode  # noqa: E402
+from report import machine, write_section  # noqa: E402
 
 CASES = {  # descriptor sizes the system actually sends
     "global + 6 parts of 768 (5,376)": 5376,
@@ -41,20 +42,6 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
             count += 1
         repeats.append(count / elapsed)
     return statistics.median(repeats)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
 
 
 def run(seconds: float) -> list[tuple[str, int, float, float, float]]:
@@ -78,19 +65,6 @@ def table(rows: list[tuple[str, int, float, float, float]]) -> str:
     for name, size, ours, reference, _ in rows:
         lines.append(f"| {name} | {size:,} | {ours:,.0f} | {reference:,.0f} | {ours / reference:.2f} |")
     return "\n".join(lines)
-
-
-def write_section(path: Path, title: str, body: str) -> None:
-    """Replace (or append) the section ``## title`` of the benchmarks document."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by a script in `bench/`.\n"
-    marker = f"\n## {title}\n"
-    if marker in text:
-        before, rest = text.split(marker, 1)
-        after = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        text = before + marker + body + after
-    else:
-        text = text.rstrip("\n") + "\n" + marker + body
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:

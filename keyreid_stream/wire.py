@@ -14,10 +14,9 @@ The codec is transport-agnostic; the workers send one ZeroMQ frame per message.
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import msgpack
 import numpy as np
@@ -44,7 +43,6 @@ DESCRIPTOR_DTYPE = "<f4"
 _PREFIX = struct.Struct("<4sI")
 _KIND_TRACKLET = "tracklet"
 _KIND_HEARTBEAT = "heartbeat"
-_Message = TypeVar("_Message", TrackletMessage, Heartbeat)
 
 
 class WireError(ValueError):
@@ -141,18 +139,11 @@ def encode(message: TrackletMessage | Heartbeat) -> bytes:
     return b"".join([_PREFIX.pack(WIRE_MAGIC, len(packed)), packed, *sections])
 
 
-def _revalidate(message: _Message) -> _Message:
-    """A freshly validated copy: arrays are views of producer-owned buffers that may have changed since."""
-    if isinstance(message, TrackletMessage) and not np.isfinite(message.descriptor).all():
-        raise NonFiniteDescriptor("descriptor: NaN or Inf")
-    try:
-        return dataclasses.replace(message)
-    except ContractError as exc:
-        raise InvalidField(str(exc)) from exc
-
-
 def _tracklet_header(message: TrackletMessage) -> tuple[dict[str, Any], list[bytes]]:
-    message = _revalidate(message)
+    # Every field was validated at construction and is immutable, except the descriptor's values: the array is a
+    # read-only view of a producer-owned buffer that may have changed since, so that one check runs again.
+    if not np.isfinite(message.descriptor).all():
+        raise NonFiniteDescriptor("descriptor: NaN or Inf")
     descriptor = message.descriptor.astype(DESCRIPTOR_DTYPE, copy=False).tobytes()
     thumbnail = message.thumbnail_jpeg or b""
     header = {
@@ -167,7 +158,6 @@ def _tracklet_header(message: TrackletMessage) -> tuple[dict[str, Any], list[byt
 
 
 def _heartbeat_header(message: Heartbeat) -> dict[str, Any]:
-    message = _revalidate(message)
     return {
         "schema_version": message.schema_version, "kind": _KIND_HEARTBEAT,
         "message_id": message.message_id, "camera_id": message.camera_id,
