@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_commands(commands)
     _add_sample_commands(commands)
     _add_demo_command(commands)
+    _add_model_commands(commands)
     return parser
 
 
@@ -86,7 +87,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from keyreid_stream.wire import WireError
     from keyreid_stream.workers.sources import SourceError
 
-    return (ContractError, SampleDataError, SourceError, WireError, FileNotFoundError)
+    errors: tuple[type[BaseException], ...] = (ContractError, SampleDataError, SourceError, WireError,
+                                               FileNotFoundError)
+    checkpoint = sys.modules.get("keyreid_stream.model.checkpoint")  # loaded only by the model commands
+    if checkpoint is not None:
+        errors += (checkpoint.CheckpointError,)
+    return errors
 
 
 # --------------------------------------------------------------------------- config
@@ -180,3 +186,80 @@ def _demo(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+# --------------------------------------------------------------------------- model
+
+
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("model", help="list, convert, inspect and export re-ID models",
+                                 description="List architectures, convert checkpoints, inspect and export models.")
+    sub = parser.add_subparsers(title="model commands", metavar="SUBCOMMAND")
+    sub.add_parser("list", help="the registered architectures").set_defaults(handler=_model_list)
+    convert = sub.add_parser(
+        "convert", help="read a checkpoint (the authors', ImageNet, ours) and save it in our format",
+        description="Read a checkpoint into an architecture and save it as a keyreid-stream checkpoint, e.g. "
+                    "the authors' MARS weights: model convert Marsbest.pth keyreid_mars.pt --arch "
+                    "keyreid_vit_base --num-classes 625 --num-cameras 6 --compat official")
+    convert.add_argument("source", type=Path)
+    convert.add_argument("destination", type=Path)
+    convert.add_argument("--arch", required=True, help="architecture name (see 'model list')")
+    convert.add_argument("--num-classes", type=int, required=True, help="training identities (0: no classifiers)")
+    convert.add_argument("--num-cameras", type=int, required=True, help="camera embedding size (0: none)")
+    convert.add_argument("--kind", choices=("auto", "native", "official", "imagenet"), default="auto")
+    convert.add_argument("--compat", choices=("paper", "official"), default="paper",
+                         help="official: the authors' forward, needed to reproduce their outputs")
+    convert.add_argument("--allow-pickle", action="store_true",
+                         help="also read arbitrary pickled objects (only for files you trust)")
+    convert.set_defaults(handler=_model_convert)
+    info = sub.add_parser("info", help="what a keyreid-stream checkpoint holds")
+    info.add_argument("checkpoint", type=Path)
+    info.set_defaults(handler=_model_info)
+    export = sub.add_parser("export", help="export a keyreid-stream checkpoint's inference path to ONNX")
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("output", type=Path)
+    export.add_argument("--opset", type=int, default=18)
+    export.set_defaults(handler=_model_export)
+    parser.set_defaults(handler=lambda args: _print_help(parser))
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    from keyreid_stream.model.registry import get_spec, list_models
+
+    for name in list_models():
+        print(f"{name:20s} {get_spec(name).description}")
+    return EXIT_OK
+
+
+def _model_convert(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    from keyreid_stream.model.checkpoint import convert_checkpoint
+
+    report = convert_checkpoint(args.source, args.destination, arch=args.arch, num_classes=args.num_classes,
+                                num_cameras=args.num_cameras, kind=args.kind, allow_pickle=args.allow_pickle,
+                                compat=args.compat)
+    print(f"{report.summary()}; wrote {args.destination}")
+    return EXIT_OK
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "WARNING", args.log_format or "text")
+    from keyreid_stream.model.checkpoint import load_model
+
+    model = load_model(args.checkpoint)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"architecture: {model.arch}\nparameters: {params:,}\ndescriptor: {model.descriptor_dim} dims")
+    for key, value in sorted(model.build_kwargs.items()):
+        print(f"  {key}: {value}")
+    return EXIT_OK
+
+
+def _model_export(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    from keyreid_stream.model.checkpoint import load_model
+    from keyreid_stream.model.export import export_onnx
+
+    path = export_onnx(load_model(args.checkpoint), args.output, opset=args.opset)
+    print(f"wrote {path}")
+    return EXIT_OK

@@ -14,7 +14,7 @@ from keyreid_stream import __version__
 from keyreid_stream.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ("config", "sample", "demo")
+SUBCOMMANDS = ("config", "sample", "demo", "model")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -34,7 +34,8 @@ def test_help_lists_the_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("argv", [["config", "--help"], ["config", "show", "--help"], ["sample", "--help"],
-                                  ["sample", "fetch", "--help"], ["demo", "--help"]])
+                                  ["sample", "fetch", "--help"], ["demo", "--help"], ["model", "--help"],
+                                  ["model", "convert", "--help"], ["model", "export", "--help"]])
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     code, out, _ = run_cli(capsys, *argv)
     assert code == 0 and "usage: keyreid-stream" in out
