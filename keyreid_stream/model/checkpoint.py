@@ -112,10 +112,10 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _detect_kind(obj: Any) -> str:
+def _detect_kind(obj: Any, path: Path) -> str:
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         return "native"
-    state = _unwrap(obj, Path("?"))
+    state = _unwrap(obj, path)
     keys = {k.removeprefix("module.") for k in state}
     if "base.pos_embed" in keys or "b1.0.attn.qkv.weight" in keys:
         return "official"
@@ -123,7 +123,7 @@ def _detect_kind(obj: Any) -> str:
         return "imagenet"
     if "backbone.pos_embed" in keys:
         return "native-state-dict"
-    raise CheckpointError("cannot tell what kind of checkpoint this is; pass kind= explicitly")
+    raise CheckpointError(f"{path}: cannot tell what kind of checkpoint this is; pass kind= explicitly")
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -134,7 +134,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], kind: Kind =
     """Load weights into ``model`` (a KeyReID); returns what was loaded, left alone and dropped."""
     path = Path(path)
     obj = _read_file(path, allow_pickle)
-    detected = _detect_kind(obj) if kind == "auto" else kind
+    detected = _detect_kind(obj, path) if kind == "auto" else kind
     if detected == "native":
         return _load_native(model, obj, path)
     state = _unwrap(obj, path)

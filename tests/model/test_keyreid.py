@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -17,9 +16,7 @@ from keyreid_stream.model import parts as P  # noqa: E402
 from keyreid_stream.model.backbone import cls_only_block  # noqa: E402
 from keyreid_stream.model.keyreid import convert_official_state_dict  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("authors_reference", Path(__file__).with_name("authors_reference.py"))
-authors = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(authors)
+import authors_reference as authors  # noqa: E402  (tests/model/conftest.py puts it on the path)
 
 H, W, T = 64, 32, 4
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,7 @@ torch = pytest.importorskip("torch")
 from keyreid_stream.cli import main  # noqa: E402
 from keyreid_stream.model import load_model  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("authors_reference", Path(__file__).with_name("authors_reference.py"))
-authors = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(authors)
+import authors_reference as authors  # noqa: E402  (tests/model/conftest.py puts it on the path)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
