@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_commands(commands)
     _add_demo_command(commands)
     _add_model_commands(commands)
+    _add_keypoints_commands(commands)
     return parser
 
 
@@ -89,10 +90,20 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     errors: tuple[type[BaseException], ...] = (ContractError, SampleDataError, SourceError, WireError,
                                                FileNotFoundError)
-    checkpoint = sys.modules.get("keyreid_stream.model.checkpoint")  # loaded only by the model commands
-    if checkpoint is not None:
-        errors += (checkpoint.CheckpointError,)
+    for module_name, error_name in _LAZY_ERRORS:  # modules loaded only by some commands
+        module = sys.modules.get(module_name)
+        if module is not None:
+            errors += (getattr(module, error_name),)
     return errors
+
+
+_LAZY_ERRORS = (
+    ("keyreid_stream.model.checkpoint", "CheckpointError"),
+    ("keyreid_stream.keypoints.pose", "PoseError"),
+    ("keyreid_stream.keypoints.store", "StoreError"),
+    ("keyreid_stream.keypoints.pifpaf_build", "PifPafBuildError"),
+    ("keyreid_stream.data.layouts", "DatasetLayoutError"),
+)
 
 
 # --------------------------------------------------------------------------- config
@@ -262,4 +273,124 @@ def _model_export(args: argparse.Namespace) -> int:
 
     path = export_onnx(load_model(args.checkpoint), args.output, opset=args.opset)
     print(f"wrote {path}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- keypoints
+
+
+def _add_keypoints_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("keypoints", help="pose keypoints of re-ID datasets; PifPaf installation",
+                                 description="Extract dataset keypoints into a keypoint store, inspect a store, "
+                                             "install or convert PifPaf.")
+    sub = parser.add_subparsers(title="keypoints commands", metavar="SUBCOMMAND")
+    extract = sub.add_parser(
+        "extract", help="estimate the keypoints of every frame of a dataset into a store (resumable)",
+        description="Run a pose backend on every frame of a MARS / iLIDS-VID / PRID-2011 / folder tree and store "
+                    "17 keypoints per frame. Interrupted runs resume where they stopped.")
+    extract.add_argument("--dataset", required=True, choices=("mars", "ilidsvid", "prid", "folder"))
+    extract.add_argument("--root", required=True, type=Path, help="the dataset folder")
+    extract.add_argument("--backend", required=True, choices=("pifpaf", "yolo-pose", "prior"))
+    extract.add_argument("--out", type=Path, default=None, help="store folder (default: ROOT/keypoints-BACKEND)")
+    extract.add_argument("--checkpoint", default=None,
+                         help="pifpaf: checkpoint name, .safetensors or .pkl (default shufflenetv2k16); "
+                              "yolo-pose: model name or file (default yolo11n-pose.pt)")
+    extract.add_argument("--random-weights", action="store_true",
+                         help="the backend's architecture with random weights (offline smoke runs, not for use)")
+    extract.add_argument("--allow-pickle", action="store_true",
+                         help="allow pickled checkpoints (openpifpaf's own, local .pt files): only files you trust")
+    extract.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--image-size", type=int, default=256, help="yolo-pose input size (crops are small)")
+    extract.add_argument("--no-progress", action="store_true", help="no progress bar")
+    extract.set_defaults(handler=_keypoints_extract)
+    info = sub.add_parser("info", help="what a keypoint store holds")
+    info.add_argument("store", type=Path)
+    info.set_defaults(handler=_keypoints_info)
+    install = sub.add_parser("install-pifpaf", help="build openpifpaf against the installed torch and install it")
+    install.add_argument("--force", action="store_true", help="rebuild even if a cached wheel exists")
+    install.set_defaults(handler=_keypoints_install_pifpaf)
+    convert = sub.add_parser("convert-pifpaf", help="save an openpifpaf checkpoint's weights as safetensors",
+                             description="Read an openpifpaf checkpoint (a pickle: only one you trust) once and "
+                                         "save its weights as .safetensors, which loads without pickle.")
+    convert.add_argument("checkpoint", help="openpifpaf checkpoint name (e.g. shufflenetv2k16) or file")
+    convert.add_argument("output", type=Path)
+    convert.add_argument("--allow-pickle", action="store_true", required=True)
+    convert.set_defaults(handler=_keypoints_convert_pifpaf)
+    parser.set_defaults(handler=lambda args: _print_help(parser))
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, object]:
+    if args.backend == "prior":
+        return {}
+    options: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
+    if args.backend == "pifpaf":
+        if args.random_weights:
+            options.update(checkpoint=None, base_name=args.checkpoint or "shufflenetv2k16")
+        else:
+            options.update(checkpoint=args.checkpoint or "shufflenetv2k16", allow_pickle=args.allow_pickle)
+    else:
+        default = "yolo11n-pose.yaml" if args.random_weights else "yolo11n-pose.pt"
+        options.update(model=args.checkpoint or default, allow_pickle=args.allow_pickle,
+                       image_size=args.image_size)
+    return options
+
+
+def _keypoints_extract(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    from keyreid_stream.keypoints.extract import extract_dataset
+
+    bars: list[object] = []
+
+    def progress_bar(total: int, done: int):  # noqa: ANN202 - a tqdm update method
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=done, unit="frame", disable=args.no_progress, dynamic_ncols=True)
+        bars.append(bar)
+        return bar.update
+
+    try:
+        summary, store = extract_dataset(args.dataset, args.root, args.backend, out=args.out,
+                                         backend_options=_backend_options(args), batch_size=args.batch_size,
+                                         progress_factory=progress_bar)
+    finally:
+        for bar in bars:
+            bar.close()  # type: ignore[attr-defined]
+    result = summary.as_dict()
+    print(f"store: {store.folder}")
+    for key, value in result.items():
+        if key != "unreadable_examples":
+            print(f"{key}: {value}")
+    for path in result["unreadable_examples"]:  # type: ignore[union-attr]
+        print(f"unreadable: {path}")
+    return EXIT_OK
+
+
+def _keypoints_info(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "WARNING", args.log_format or "text")
+    from keyreid_stream.keypoints.store import KeypointStore
+
+    store = KeypointStore.open(args.store)
+    for key in ("dataset", "backend", "backend_options"):
+        print(f"{key}: {store.manifest.get(key)}")
+    for key, value in store.summary().as_dict().items():
+        print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def _keypoints_install_pifpaf(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    from keyreid_stream.keypoints.pifpaf_build import install_openpifpaf
+
+    wheel = install_openpifpaf(force=args.force)
+    print(f"openpifpaf installed from {wheel}" if wheel else "openpifpaf is already installed")
+    return EXIT_OK
+
+
+def _keypoints_convert_pifpaf(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level or "INFO", args.log_format or "text")
+    from keyreid_stream.keypoints.pifpaf import PifPafPose, save_pifpaf_weights
+
+    backend = PifPafPose(args.checkpoint, allow_pickle=args.allow_pickle, device="cpu")
+    print(f"wrote {save_pifpaf_weights(backend.network, args.output)}")
     return EXIT_OK

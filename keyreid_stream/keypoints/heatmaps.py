@@ -7,6 +7,7 @@ dimensions are free (``(..., 17, 3)`` in, ``(..., 6, H, W)`` out), nothing loops
 * :func:`render_part_heatmaps` -- per joint a 2D Gaussian (radius ``int(W / 11)`` pixels, std = kernel size /
   4, joints with confidence <= 0.1 skipped), per body part the Gaussians of its joints averaged where they
   overlap (a pixel covered by one joint keeps that joint's value). Values are in [0, 1].
+* :func:`render_patch_weights` -- both at once, a chunk of frames at a time (what the model uses).
 * :func:`pool_to_patches` -- the mean of each ``patch x patch`` cell, flattened in raster order: the part-to-patch
   importance of the ViT grid.
 * :func:`flip_keypoints` -- the keypoints of a horizontally flipped image: x mirrored and left/right joints swapped,
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "CONFIDENCE_THRESHOLD", "FLIP_PERMUTATION", "NUM_PARTS", "PART_JOINTS", "PART_NAMES", "flip_keypoints",
-    "gaussian_radius", "part_membership", "pool_to_patches", "render_part_heatmaps",
+    "gaussian_radius", "pool_to_patches", "render_part_heatmaps", "render_patch_weights",
 ]
 
 NUM_JOINTS = 17
@@ -50,24 +51,52 @@ def gaussian_radius(width: int) -> int:
     return max(1, int(width / 11))
 
 
-def part_membership(device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``(6, 17)`` 0/1 matrix: row k marks the joints of part k."""
-    member = torch.zeros(NUM_PARTS, NUM_JOINTS, dtype=dtype, device=device)
-    for part, joints in enumerate(PART_JOINTS):
-        member[part, list(joints)] = 1
-    return member
+def _part_joint_index(device: torch.device) -> torch.Tensor:
+    """``(6, 5)`` joint indices per part, padded with 17 (an always-invisible extra joint)."""
+    width = max(len(joints) for joints in PART_JOINTS)
+    rows = [list(joints) + [NUM_JOINTS] * (width - len(joints)) for joints in PART_JOINTS]
+    return torch.tensor(rows, dtype=torch.long, device=device)
 
 
 def _axis_profiles(
     centres: torch.Tensor, valid: torch.Tensor, size: int, radius: int, sigma: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """1D Gaussian profile and window indicator along one axis: ``(..., 17, size)`` each."""
+    """1D Gaussian profile and window indicator along one axis, grouped by part: ``(N, 6, 5, size)`` each."""
     pixels = torch.arange(size, device=centres.device, dtype=centres.dtype)
     offset = pixels - centres.unsqueeze(-1)
-    window = (pixels - torch.round(centres).unsqueeze(-1)).abs() <= radius
-    window = window & valid.unsqueeze(-1)
+    window = ((pixels - torch.round(centres).unsqueeze(-1)).abs() <= radius) & valid.unsqueeze(-1)
+    window = window.to(centres.dtype)
     profile = torch.exp(-(offset * offset) / (2.0 * sigma * sigma)) * window
-    return profile, window.to(centres.dtype)
+    index = _part_joint_index(centres.device)
+    padded = [F.pad(values, (0, 0, 0, 1))[:, index] for values in (profile, window)]  # joint 17 = zeros
+    return padded[0], padded[1]
+
+
+def _render_flat(points: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``(N, 17, 3)`` finite-or-not keypoints -> ``(N, 6, H, W)`` part heatmaps (compute dtype)."""
+    finite = torch.isfinite(points).all(dim=-1)
+    points = torch.nan_to_num(points, nan=0.0, posinf=0.0, neginf=0.0)
+    valid = finite & (points[..., 2] > CONFIDENCE_THRESHOLD)
+    radius = gaussian_radius(width)
+    sigma = (2 * radius + 1) / 4.0
+    gauss_x, window_x = _axis_profiles(points[..., 0], valid, width, radius, sigma)
+    gauss_y, window_y = _axis_profiles(points[..., 1], valid, height, radius, sigma)
+    # Separable Gaussians: joint j's map is gauss_y[j] (outer) gauss_x[j]. Summing over the (at most 5) joints of
+    # each part is one small matrix product per part; the window count says how many Gaussians cover a pixel.
+    total = torch.matmul(gauss_y.transpose(-1, -2), gauss_x)
+    count = torch.matmul(window_y.transpose(-1, -2), window_x)
+    return total.div_(count.clamp_(min=1.0))
+
+
+def _compute_dtype(keypoints: torch.Tensor) -> torch.dtype:
+    if not keypoints.is_floating_point() or keypoints.dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return keypoints.dtype
+
+
+def _check_keypoints(keypoints: torch.Tensor) -> None:
+    if keypoints.shape[-2:] != (NUM_JOINTS, 3):
+        raise ValueError(f"keypoints must have shape (..., 17, 3), got {tuple(keypoints.shape)}")
 
 
 def render_part_heatmaps(keypoints: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -76,27 +105,34 @@ def render_part_heatmaps(keypoints: torch.Tensor, height: int, width: int) -> to
     A joint's Gaussian is stamped in a square window of radius ``gaussian_radius(width)`` around its rounded
     position, with values of the exact (sub-pixel) Gaussian, so the peak lands on the pixel nearest the joint.
     Joints with confidence <= 0.1 or non-finite values are skipped; a part with no visible joint is all zero.
+    Integer keypoints give float32 heatmaps, otherwise the keypoints' dtype (half precision computes in float32).
     """
-    if keypoints.shape[-2:] != (NUM_JOINTS, 3):
-        raise ValueError(f"keypoints must have shape (..., 17, 3), got {tuple(keypoints.shape)}")
-    if not keypoints.is_floating_point():
-        keypoints = keypoints.float()
-    compute_dtype = torch.float32 if keypoints.dtype in (torch.float16, torch.bfloat16) else keypoints.dtype
-    points = keypoints.to(compute_dtype)
-    finite = torch.isfinite(points).all(dim=-1)
-    points = torch.nan_to_num(points, nan=0.0, posinf=0.0, neginf=0.0)
-    valid = finite & (points[..., 2] > CONFIDENCE_THRESHOLD)
-    radius = gaussian_radius(width)
-    sigma = (2 * radius + 1) / 4.0
-    gauss_x, window_x = _axis_profiles(points[..., 0], valid, width, radius, sigma)
-    gauss_y, window_y = _axis_profiles(points[..., 1], valid, height, radius, sigma)
-    member = part_membership(points.device, compute_dtype)
-    # Separable Gaussians: joint j's map is gauss_y[j] (outer) gauss_x[j]; summing over the joints of a part
-    # and counting the windows covering each pixel needs no (..., 17, H, W) tensor.
-    total = torch.einsum("kj,...jh,...jw->...khw", member, gauss_y, gauss_x)
-    count = torch.einsum("kj,...jh,...jw->...khw", member, window_y, window_x)
-    heatmaps = total / count.clamp(min=1.0)
-    return heatmaps.to(keypoints.dtype)
+    _check_keypoints(keypoints)
+    out_dtype = keypoints.dtype if keypoints.is_floating_point() else torch.float32
+    flat = keypoints.reshape(-1, NUM_JOINTS, 3).to(_compute_dtype(keypoints))
+    heatmaps = _render_flat(flat, height, width)
+    return heatmaps.reshape(*keypoints.shape[:-2], NUM_PARTS, height, width).to(out_dtype)
+
+
+def render_patch_weights(
+    keypoints: torch.Tensor, height: int, width: int, patch_size: int, chunk: int | None = 16,
+) -> torch.Tensor:
+    """``pool_to_patches(render_part_heatmaps(...))`` without holding every full-size heatmap at once.
+
+    ``(..., 17, 3) -> (..., 6, (H/p) * (W/p))``. Frames are rendered ``chunk`` at a time (None: all at once, as
+    needed when tracing for export), which keeps the working set small enough for the CPU caches.
+    """
+    _check_keypoints(keypoints)
+    out_dtype = keypoints.dtype if keypoints.is_floating_point() else torch.float32
+    flat = keypoints.reshape(-1, NUM_JOINTS, 3).to(_compute_dtype(keypoints))
+    if chunk is None or flat.shape[0] <= chunk:  # no shape-dependent loop: exportable
+        result = pool_to_patches(_render_flat(flat, height, width), patch_size)
+    else:
+        result = torch.cat([
+            pool_to_patches(_render_flat(flat[start:start + chunk], height, width), patch_size)
+            for start in range(0, flat.shape[0], chunk)
+        ])
+    return result.reshape(*keypoints.shape[:-2], NUM_PARTS, result.shape[-1]).to(out_dtype)
 
 
 def pool_to_patches(heatmaps: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -106,7 +142,7 @@ def pool_to_patches(heatmaps: torch.Tensor, patch_size: int) -> torch.Tensor:
         raise ValueError(f"heatmap size {height}x{width} is not a multiple of the patch size {patch_size}")
     flat = heatmaps.reshape(-1, channels, height, width)
     pooled = F.avg_pool2d(flat, kernel_size=patch_size, stride=patch_size)
-    return pooled.reshape(*lead, channels, -1)
+    return pooled.reshape(*lead, channels, (height // patch_size) * (width // patch_size))
 
 
 def flip_keypoints(keypoints: torch.Tensor, width: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from keyreid_stream.keypoints.heatmaps import NUM_PARTS, render_part_heatmaps
+from keyreid_stream.keypoints.heatmaps import NUM_PARTS, pool_to_patches, render_patch_weights
 from keyreid_stream.model import parts as P
 from keyreid_stream.model.backbone import CameraViT, _eager, cls_only_block, weighted_cls_block
 from keyreid_stream.model.registry import register_model
@@ -38,6 +38,11 @@ __all__ = ["BNNeckHead", "KeyReID", "KeyReIDOutput", "TemporalAttention", "conve
 
 
 # ----------------------------------------------------------------------------------------------- blocks
+
+
+def _tracing() -> bool:
+    """Whether the forward is being traced or compiled (export): then no Python loop over a symbolic batch."""
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
 
 
 @dataclass(frozen=True)
@@ -233,8 +238,12 @@ class KeyReID(nn.Module):
             part_tokens = cls_only_block(self.part_block, sequences).reshape(batch, self.num_parts, -1)
             return self.part_norm(part_tokens)
         if heatmaps is None:
-            heatmaps = render_part_heatmaps(keypoints.to(rows.dtype), *self.img_size)  # type: ignore[union-attr]
-        weights = P.part_weights(heatmaps.to(rows.dtype), self.patch_size, official=official)
+            chunk = None if _tracing() else 16
+            points = keypoints.to(rows.dtype)  # type: ignore[union-attr]
+            pooled = render_patch_weights(points, *self.img_size, self.patch_size, chunk)
+        else:
+            pooled = pool_to_patches(heatmaps.to(rows.dtype), self.patch_size)
+        weights = P.part_weights(pooled, official=official)
         if not official:
             weights = weights[:, self.tcss_perm]  # the weights follow their tokens
         # Same as cls_only_block over P.kps_sequences(cls_row, rows, weights), with one qkv projection for all parts.

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 
-from keyreid_stream.keypoints.heatmaps import pool_to_patches
 
 __all__ = [
     "kps_sequences", "part_weights", "stripe_sequences", "tcss_permutation", "temporal_rows",
@@ -66,13 +65,13 @@ def temporal_rows(tokens: torch.Tensor, batch: int, frames: int, *, official: bo
     return cls_row, patch_rows
 
 
-def part_weights(heatmaps: torch.Tensor, patch_size: int, *, official: bool) -> torch.Tensor:
-    """Clip-level part-to-patch importance ``(B, n, K)`` (raster order) from part heatmaps ``(B, T, K, H, W)``.
+def part_weights(pooled: torch.Tensor, *, official: bool) -> torch.Tensor:
+    """Clip-level part-to-patch importance ``(B, n, K)`` (raster order) from patch-pooled heatmaps ``(B, T, K, n)``.
 
-    The mean of each patch, averaged over the T frames. Official mode first maps heatmaps to [-1, 1]
-    (``2h - 1``, the authors' loader normalisation), so a patch without any keypoint weighs -1, not 0.
+    The mean of each patch (see :func:`~keyreid_stream.keypoints.heatmaps.render_patch_weights`), averaged over
+    the T frames. Official mode first maps heatmaps to [-1, 1] (``2h - 1``, the authors' loader normalisation),
+    so a patch without any keypoint weighs -1, not 0.
     """
-    pooled = pool_to_patches(heatmaps, patch_size)  # (B, T, K, n)
     if official:
         pooled = 2.0 * pooled - 1.0
     return pooled.mean(dim=1).transpose(1, 2)

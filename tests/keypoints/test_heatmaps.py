@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from keyreid_stream.keypoints.heatmaps import (  # noqa: E402
     FLIP_PERMUTATION, PART_JOINTS, PART_NAMES, flip_keypoints, gaussian_radius, pool_to_patches,
-    render_part_heatmaps,
+    render_part_heatmaps, render_patch_weights,
 )
 
 H, W = 64, 32
@@ -96,6 +96,35 @@ def test_rendering_and_pooling_equal_a_plain_loop() -> None:
     assert torch.allclose(pooled, loop_pooled, atol=1e-9)
 
 
+def test_many_random_poses_equal_the_plain_loop() -> None:
+    generator = torch.Generator().manual_seed(11)
+    kp = torch.rand(6, 17, 3, generator=generator, dtype=torch.float64) * torch.tensor([W + 8, H + 8, 1.0]) - 4
+    heat = render_part_heatmaps(kp, H, W)
+    for sample in range(6):
+        assert torch.allclose(heat[sample], _loop_render(kp[sample], H, W), atol=1e-9)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16, None])
+@pytest.mark.parametrize("lead", [(5, 4), (7,), (0,)])
+def test_patch_weights_equal_pooled_heatmaps_for_any_chunking(chunk: int | None, lead: tuple[int, ...]) -> None:
+    kp = torch.rand(*lead, 17, 3) * torch.tensor([W - 1, H - 1, 1.0])
+    weights = render_patch_weights(kp, H, W, 8, chunk=chunk)
+    assert weights.shape == (*lead, 6, (H // 8) * (W // 8))
+    assert torch.allclose(weights, pool_to_patches(render_part_heatmaps(kp, H, W), 8), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int64])
+def test_low_precision_and_integer_keypoints_render_in_float32(dtype: torch.dtype) -> None:
+    kp = (torch.rand(2, 17, 3) * torch.tensor([W - 1, H - 1, 1.0]))
+    kp[..., 2] = 1.0
+    converted = kp.round().to(dtype)
+    expected_dtype = torch.float32 if dtype == torch.int64 else dtype
+    weights = render_patch_weights(converted, H, W, 8)
+    assert weights.dtype == expected_dtype
+    reference = render_patch_weights(converted.float(), H, W, 8)
+    assert torch.allclose(weights.float(), reference, atol=1e-2)
+
+
 def test_batched_rendering_matches_per_sample() -> None:
     kp = torch.rand(2, 3, 17, 3) * torch.tensor([W - 1, H - 1, 1.0])
     heat = render_part_heatmaps(kp, H, W)
@@ -125,3 +154,13 @@ def test_wrong_keypoint_shape_is_rejected(shape: tuple[int, ...]) -> None:
 def test_pooling_rejects_sizes_that_are_not_patch_multiples() -> None:
     with pytest.raises(ValueError, match="multiple"):
         pool_to_patches(torch.zeros(6, 60, 32), 16)
+
+
+@pytest.mark.gpu
+def test_rendering_on_cuda_matches_cpu() -> None:
+    kp = torch.rand(3, 4, 17, 3) * torch.tensor([W - 1, H - 1, 1.0])
+    on_gpu = render_patch_weights(kp.cuda(), H, W, 8)
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), render_patch_weights(kp, H, W, 8), atol=1e-5)
+    half = render_patch_weights(kp.cuda().half(), H, W, 8)
+    assert half.dtype == torch.float16 and torch.allclose(half.float().cpu(), on_gpu.cpu(), atol=1e-2)
