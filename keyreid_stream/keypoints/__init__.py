@@ -1,5 +1,10 @@
-"""Keypoints: pose backends, part heatmaps rendered on the model's device (``heatmaps``), keypoint stores.
+"""Keypoints: 17 COCO joints per person, and the part heatmaps KeyRe-ID weights its patch tokens with.
+
+* ``pose`` -- the pose-backend interface, person selection in crops, the ``prior`` layout, ``create_backend``;
+  ``pifpaf`` and ``yolo_pose`` -- the two pose models; ``pifpaf_build`` -- compiling openpifpaf for this torch.
+* ``heatmaps`` -- rendering part heatmaps and their patch weights in torch, on any device; keypoint flips.
+* ``store`` and ``extract`` -- the on-disk keypoint store of a dataset and the resumable extraction into it.
 
 Submodules are imported explicitly (``from keyreid_stream.keypoints.heatmaps import ...``) so that the parts
-that need torch are only loaded where they are used.
+that need torch, ultralytics or openpifpaf are only loaded where they are used. See docs/keypoints.md.
 """

@@ -9,7 +9,7 @@ its fields say "people here" (see :func:`_prime_heads`); the real decoder then b
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -492,3 +492,53 @@ def openpifpaf_pretrained_flags_restored() -> bool:
     import openpifpaf
 
     return openpifpaf.network.basenetworks.MobileNetV3.pretrained is True
+
+
+@pytest.fixture
+def checkpoint_server(pickled_checkpoint: Path) -> Iterator[str]:
+    """A local HTTP server serving the pickled checkpoint (openpifpaf's names resolve to URLs like this)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(pickled_checkpoint.parent))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{pickled_checkpoint.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_checkpoint_names_download_once_into_the_torch_hub_cache(
+    openpifpaf: Any, backend: PifPafPose, checkpoint_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setitem(openpifpaf.CHECKPOINT_URLS, "test-k16", checkpoint_server)
+    with pytest.raises(PoseError, match="allow_pickle"):
+        PifPafPose("test-k16", device="cpu")
+    cached = tmp_path / "hub" / "checkpoints" / "checkpoint.pkl"
+    assert not cached.exists()  # refused before anything was downloaded
+    loaded = PifPafPose("test-k16", allow_pickle=True, device="cpu")
+    assert cached.is_file()
+    _state_dicts_equal(loaded.network, backend.network)
+    unreachable = "http://127.0.0.1:1/checkpoint.pkl"  # same file name, nothing listening
+    monkeypatch.setitem(openpifpaf.CHECKPOINT_URLS, "test-k16", unreachable)
+    PifPafPose("test-k16", allow_pickle=True, device="cpu")  # from the cache: the URL is not used again
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "empty-hub"))
+    with pytest.raises(PoseError, match="could not download openpifpaf checkpoint 'test-k16'"):
+        PifPafPose("test-k16", allow_pickle=True, device="cpu")
+
+
+def test_convert_command_writes_weights_that_load_without_pickle(
+    backend: PifPafPose, pickled_checkpoint: Path, tmp_path: Path,
+) -> None:
+    from keyreid_stream.cli import main
+
+    target = tmp_path / "k16.safetensors"
+    assert main(["keypoints", "convert-pifpaf", str(pickled_checkpoint), str(target), "--allow-pickle"]) == 0
+    _state_dicts_equal(PifPafPose(str(target), device="cpu").network, backend.network)
