@@ -221,8 +221,8 @@ class PifPafPose(PoseBackend):
             batch = torch.stack([processed[i] for i in members])
             with torch.inference_mode():
                 predictions = self.decoder.batch(self.network, batch, device=self.device)
-            for i, annotations in zip(members, predictions):
-                found[i] = annotations_to_poses([ann.inverse_transform(metas[i]) for ann in annotations])
+            for i, people in zip(members, predictions):
+                found[i] = annotations_to_poses([ann.inverse_transform(metas[i]) for ann in people])
         return [poses if poses is not None else PersonPoses.empty() for poses in found]
 
     def close(self) -> None:

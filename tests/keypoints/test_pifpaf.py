@@ -8,12 +8,10 @@ its fields say "people here" (see :func:`_prime_heads`); the real decoder then b
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -28,19 +26,10 @@ from keyreid_stream.keypoints.pifpaf import (
 )
 from keyreid_stream.keypoints.pose import PRIOR_LAYOUT, PersonPoses, PoseError, create_backend, crop_boxes
 
-BASE = "shufflenetv2k16"  # built from scratch offline (other bases may download torchvision weights)
-PHOTO_WIDTH = 240
+BASE = "shufflenetv2k16"  # openpifpaf's default base network, built from scratch offline
 PERSON_CELLS = np.array([4.0, 8.0], np.float32)  # primed pedestrian size, in feature cells (stride 16)
 
 
-def _bus_photo() -> np.ndarray:
-    spec = importlib.util.find_spec("ultralytics")
-    assert spec is not None and spec.origin, "ultralytics (which ships bus.jpg) is not installed"
-    path = Path(spec.origin).parent / "assets" / "bus.jpg"
-    image = cv2.imread(str(path))
-    assert image is not None, f"cannot read {path}"
-    height = round(image.shape[0] * PHOTO_WIDTH / image.shape[1])
-    return cv2.resize(image, (PHOTO_WIDTH, height), interpolation=cv2.INTER_AREA)
 
 
 def _prime_heads(backend: PifPafPose, image: np.ndarray) -> None:
@@ -94,8 +83,8 @@ def backend(openpifpaf: Any, photo: np.ndarray) -> PifPafPose:
 
 
 @pytest.fixture(scope="module")
-def photo() -> np.ndarray:
-    return _bus_photo()
+def photo(bus_photo: np.ndarray) -> np.ndarray:
+    return bus_photo
 
 
 @pytest.fixture(scope="module")

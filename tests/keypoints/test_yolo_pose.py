@@ -6,11 +6,9 @@ nobody. Model sources are checked before anything is loaded: no download, no unp
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -19,19 +17,10 @@ from keyreid_stream.keypoints.pose import PersonPoses, PoseError
 from keyreid_stream.keypoints.yolo_pose import YoloPose, _check_model_source, resolve_device
 
 MODEL_YAML = "yolo11n-pose.yaml"
-PHOTO_WIDTH = 240
 IMAGE_SIZE = 320
 MAX_PEOPLE = 5
 
 
-def _bus_photo() -> np.ndarray:
-    spec = importlib.util.find_spec("ultralytics")
-    assert spec is not None and spec.origin, "ultralytics is not installed"
-    path = Path(spec.origin).parent / "assets" / "bus.jpg"
-    image = cv2.imread(str(path))
-    assert image is not None, f"cannot read {path}"
-    height = round(image.shape[0] * PHOTO_WIDTH / image.shape[1])
-    return cv2.resize(image, (PHOTO_WIDTH, height), interpolation=cv2.INTER_AREA)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +52,8 @@ def strict_yolo(yolo_settings: None) -> YoloPose:
 
 
 @pytest.fixture(scope="module")
-def photo() -> np.ndarray:
-    return _bus_photo()
+def photo(bus_photo: np.ndarray) -> np.ndarray:
+    return bus_photo
 
 
 @pytest.fixture(scope="module")
