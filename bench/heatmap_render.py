@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keyreid_stream.keypoints.heatmaps import (  # noqa: E402
     CONFIDENCE_THRESHOLD, PART_JOINTS, gaussian_radius, render_patch_weights,
 )
-from report import machine, write_section  # noqa: E402
+from report import machine, milliseconds, rate, write_section  # noqa: E402
 
 FRAMES, HEIGHT, WIDTH, PATCH = 4, 256, 128, 16
 CHECK_ATOL = 1e-5
@@ -175,15 +175,6 @@ def bench(args: argparse.Namespace) -> tuple[list[Row], list[float]]:
     return rows, reference_times
 
 
-def _ms(seconds: float) -> str:
-    ms = seconds * 1e3
-    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.3g}"
-
-
-def _rate(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
 def table(rows: list[Row], header: bool = True, reference_times: list[float] | None = None,
           args: argparse.Namespace | None = None) -> str:
     lines = [] if not header else [
@@ -193,15 +184,15 @@ def table(rows: list[Row], header: bool = True, reference_times: list[float] | N
     for r in rows:
         clips = r.clips / r.median
         peak = "-" if r.peak_mib is None else f"{r.peak_mib:,.0f}"
-        lines.append(f"| {r.device} | {r.dtype} | {r.threads} | {_ms(r.median)} | {_ms(min(r.times))} "
-                     f"| {_rate(clips)} | {_rate(clips * FRAMES)} | {r.reference / r.median:.1f}x | {peak} "
+        lines.append(f"| {r.device} | {r.dtype} | {r.threads} | {milliseconds(r.median)} | {milliseconds(min(r.times))} "
+                     f"| {rate(clips)} | {rate(clips * FRAMES)} | {r.reference / r.median:.1f}x | {peak} "
                      f"| {r.max_diff:.0e} |")
     if reference_times is not None and args is not None:
         reference = statistics.median(reference_times)
         clips = args.clips / reference
         lines.append(f"| cpu, numpy loop (reference, {args.reference_clips} clips scaled) | fp32 | 1 "
-                     f"| {_ms(reference)} | {_ms(min(reference_times))} | {_rate(clips)} "
-                     f"| {_rate(clips * FRAMES)} | 1.0x | - | 0 |")
+                     f"| {milliseconds(reference)} | {milliseconds(min(reference_times))} | {rate(clips)} "
+                     f"| {rate(clips * FRAMES)} | 1.0x | - | 0 |")
     return "\n".join(lines)
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests" / "model"))
 from authors_reference import AuthorsKeyReID, AuthorsVidTrans, tiny_kwargs  # noqa: E402
 from keyreid_stream.keypoints.heatmaps import render_part_heatmaps  # noqa: E402
 from keyreid_stream.model import build_model, load_checkpoint  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from report import machine, rate, write_section  # noqa: E402
 
 MODELS = {  # ours -> (tiny variant for --quick, the authors' class)
     "keyreid_vit_base": ("keyreid_test", AuthorsKeyReID),
@@ -198,10 +198,6 @@ def clips_per_second(ours: torch.nn.Module, reference: torch.nn.Module, batch: i
     return rates[0], (None if args.skip_reference else rates[1])
 
 
-def _rate(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
 def table(rows: list[Row], header: bool = True) -> str:
     lines = [] if not header else [
         "| model | device | dtype | batch | ours clips/s | reference clips/s | speed-up | GFLOPs/clip ours "
@@ -209,9 +205,9 @@ def table(rows: list[Row], header: bool = True) -> str:
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         achieved = r.flops_ours * r.ours
-        ref = "-" if r.reference is None else _rate(r.reference)
+        ref = "-" if r.reference is None else rate(r.reference)
         ratio = "-" if r.reference is None else f"{r.ours / r.reference:.2f}x"
-        lines.append(f"| {r.model} | {r.device} | {r.dtype} | {r.batch} | {_rate(r.ours)} | {ref} | {ratio} "
+        lines.append(f"| {r.model} | {r.device} | {r.dtype} | {r.batch} | {rate(r.ours)} | {ref} | {ratio} "
                      f"| {r.flops_ours / 1e9:.3g} | {r.flops_reference / 1e9:.3g} | {achieved / 1e12:.3g} "
                      f"| {achieved / r.peak:.0%} | {r.same} |")
     return "\n".join(lines)

@@ -40,3 +40,13 @@ def write_section(path: Path, title: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n" + marker + body
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def rate(value: float) -> str:
+    """A count or rate for a table cell: thousands separators from 100 up, 3 significant digits below."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def milliseconds(seconds: float) -> str:
+    """Seconds as milliseconds for a table cell, formatted like :func:`rate`."""
+    return rate(seconds * 1e3)
