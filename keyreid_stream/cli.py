@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(commands)
     _add_model_commands(commands)
     _add_keypoints_commands(commands)
+    from keyreid_stream.train.cli import add_commands as add_training_commands
+
+    add_training_commands(commands)
     return parser
 
 
@@ -103,6 +106,9 @@ _LAZY_ERRORS = (
     ("keyreid_stream.keypoints.store", "StoreError"),
     ("keyreid_stream.keypoints.pifpaf_build", "PifPafBuildError"),
     ("keyreid_stream.data.layouts", "DatasetLayoutError"),
+    ("keyreid_stream.train.state", "StateError"),
+    ("keyreid_stream.train.cli", "TrainingInputError"),
+    ("keyreid_stream.data.video", "FrameReadError"),
 )
 
 
