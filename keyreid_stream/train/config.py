@@ -13,7 +13,7 @@ from typing import Any, Literal
 from keyreid_stream.config.schema import LoggingConfig
 from keyreid_stream.model.losses import LossWeights
 
-__all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig", "RunConfig",
+__all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ModelConfig", "OptimConfig", "RunConfig",
            "SamplerConfig", "TrainingConfig"]
 
 
@@ -119,21 +119,6 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class LossConfig:
-    alpha: float = 0.75
-    beta: float = 0.0005
-    label_smoothing: float = 0.1
-    triplet_margin: float | None = None
-    attention_weight: float = 1.0
-
-    def weights(self) -> LossWeights:
-        return LossWeights(self.alpha, self.beta, self.label_smoothing, self.triplet_margin, self.attention_weight)
-
-    def __post_init__(self) -> None:
-        self.weights()  # validates
-
-
-@dataclass(frozen=True)
 class EvalConfig:
     """``metric`` between descriptors; ``protocol``: ``standard`` (one camera per tracklet), ``official`` (the
     authors' per-frame camera ids) or ``both``; ``reports``: write the PNG reports next to the results."""
@@ -184,6 +169,6 @@ class TrainingConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: LossWeights = field(default_factory=LossWeights)  # the model's loss weights, validated there
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -125,7 +125,7 @@ def build_loss(model: torch.nn.Module, num_classes: int, config: TrainingConfig)
     global_dim = embed if model.use_global else None
     part_dim = config.data.clip_length * embed if model.use_local else None
     num_parts = model.num_parts if model.use_local else 0
-    return ReIDLoss(num_classes, global_dim, part_dim, num_parts, config.loss.weights())
+    return ReIDLoss(num_classes, global_dim, part_dim, num_parts, config.loss)
 
 
 def build_optimizers(model: torch.nn.Module, loss: ReIDLoss, config: OptimConfig
