@@ -56,8 +56,9 @@ class ClipTransform:
         self.train = train
         self.flip, self.pad, self.erase = flip, pad, erase
         self.erase_area, self.erase_aspect = erase_area, erase_aspect
-        self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
-        self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add per pixel
+        self.scale = (1.0 / (255.0 * np.asarray(std, np.float32))).reshape(3, 1, 1)
+        self.shift = (-np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(3, 1, 1)
 
     def __call__(self, images: Sequence[np.ndarray], keypoints: np.ndarray,
                  rng: np.random.Generator | None = None) -> TransformedClip:
@@ -66,13 +67,15 @@ class ClipTransform:
                              f"got {keypoints.shape}")
         if self.train and rng is None:
             raise ValueError("a training transform needs a random generator")
-        frames = np.empty((len(images), 3, *self.size), np.float32)
+        pixels = np.empty((len(images), *self.size, 3), np.uint8)
         points = np.empty((len(images), 17, 3), np.float32)
         flip = self.train and rng.random() < self.flip  # type: ignore[union-attr]
         offset = tuple(rng.integers(0, 2 * self.pad + 1, size=2)) if self.train and self.pad else (self.pad,) * 2
         for t, image in enumerate(images):
-            frame, points[t] = self._geometry(image, keypoints[t], flip, offset)
-            frames[t] = (frame.transpose(2, 0, 1) / np.float32(255.0) - self.mean) / self.std
+            pixels[t], points[t] = self._geometry(image, keypoints[t], flip, offset)
+        frames = pixels.transpose(0, 3, 1, 2).astype(np.float32)  # one copy, then normalised in place
+        frames *= self.scale
+        frames += self.shift
         erased = np.zeros(len(images), bool)
         if self.train and self.erase > 0:
             for t in range(len(images)):
@@ -103,7 +106,7 @@ class ClipTransform:
         points[outside] = 0.0
         missing = points[:, 2] <= 0
         points[missing] = 0.0
-        return np.ascontiguousarray(rgb, dtype=np.float32), points
+        return rgb, points
 
     def _erase(self, frame: np.ndarray, rng: np.random.Generator) -> bool:
         """Random erasing on one normalised ``(3, H, W)`` frame, in place; filled with 0 (the mean colour)."""
