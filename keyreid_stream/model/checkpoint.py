@@ -184,7 +184,13 @@ def load_imagenet(model: nn.Module, source: str | os.PathLike[str]) -> LoadRepor
         import timm
 
         log.info("fetching %s through timm's hub (needs internet the first time)", source)
-        hub_model = timm.create_model(source, pretrained=True, num_classes=0)
+        try:
+            hub_model = timm.create_model(source, pretrained=True, num_classes=0)
+        except (OSError, ValueError, RuntimeError) as exc:  # no network, no cache, hub errors
+            raise CheckpointError(
+                f"cannot fetch the ImageNet weights {source!r} through timm's hub ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); on a machine without internet, download "
+                "them elsewhere and pass the local .pth/.npz/.safetensors file (model.pretrained=PATH)") from exc
         return _load_imagenet_state(model, hub_model.state_dict(), f"timm:{source}")
     return load_checkpoint(model, source, kind="imagenet")
 

@@ -204,3 +204,14 @@ def test_imagenet_with_more_blocks_than_the_model_is_refused(tmp_path: Path) -> 
 def test_pretrained_true_on_a_test_variant_is_refused() -> None:
     with pytest.raises(ValueError, match="no published ImageNet weights"):
         build_model("keyreid_test", 5, 3, pretrained=True)
+
+
+def test_imagenet_weights_without_internet_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyreid_stream.model.checkpoint import load_imagenet
+
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read at import time from the environment
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))  # an empty cache
+    model = build_model("keyreid_test", 0, 0)
+    with pytest.raises(CheckpointError, match=r"model.pretrained=PATH"):
+        load_imagenet(model, "vit_tiny_patch16_224.augreg_in21k")
