@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
+import threading
 from pathlib import Path
 
 from keyreid_stream.config import load_config
@@ -13,6 +15,7 @@ from keyreid_stream.logs import setup_logging
 __all__ = ["TrainingInputError", "add_commands"]
 
 logger = logging.getLogger("keyreid_stream.cli")
+EXIT_STOPPED = 130  # like an interrupted command: the run is not finished
 
 
 class TrainingInputError(Exception):
@@ -85,16 +88,40 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_readable(_train))
 
 
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM (a scheduler preempting the job) or Ctrl-C: finish the current step, save the state, stop."""
+    stop = threading.Event()
+
+    def request(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop now
+        logger.warning("%s: stopping after the current step and saving the state (again to stop at once)",
+                       signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, request)
+    return stop
+
+
 def _train(args: argparse.Namespace) -> int:
     from keyreid_stream.train.trainer import train, train_splits
 
     config = _load(args)
     splits = _splits(args.splits, config.data.dataset)
+    stop = _stop_on_signals()
     if splits is not None:
-        result = train_splits(config, splits, resume=args.resume)
+        result = train_splits(config, splits, resume=args.resume, stop_event=stop)
+        if stop.is_set():
+            print("stopped; run the same command with --resume auto to continue")
+            return EXIT_STOPPED
         print(json.dumps(result["mean_std"], indent=2))
         return 0
-    summary = train(config, resume=args.resume, evaluate_test=not args.no_test)
+    summary = train(config, resume=args.resume, evaluate_test=not args.no_test, stop_event=stop)
+    if not summary.completed:
+        print(f"stopped after {summary.optimiser_steps} optimiser steps; state saved in {summary.selected}; "
+              "run the same command with --resume auto to continue")
+        return EXIT_STOPPED
     print(f"trained {summary.epochs_run} epochs ({summary.optimiser_steps} steps, {summary.seconds:.0f} s); "
           f"model: {summary.selected}")
     if summary.best:

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class TrainSummary:
     test: dict[str, dict[str, float]] | None
     losses: list[float]  # total loss of every optimiser step run by this call (for checks)
     seconds: float
+    completed: bool = True  # False: stopped early (resume to continue)
 
 
 class _Run:
@@ -152,15 +154,18 @@ class _Run:
 
     # ------------------------------------------------------------------------------------------- loop
 
-    def fit(self, log: MetricsLog | None, stop_after_steps: int | None = None) -> bool:
-        """Run the remaining epochs; False when stopped early after ``stop_after_steps`` optimiser steps (the
-        state is saved, so ``resume`` continues exactly there)."""
+    def fit(self, log: MetricsLog | None, stop_after_steps: int | None = None,
+            stop_event: threading.Event | None = None) -> bool:
+        """Run the remaining epochs; False when stopped early, after ``stop_after_steps`` optimiser steps or when
+        ``stop_event`` is set (at the next optimiser step); the state is then saved, and ``resume`` continues
+        exactly there."""
         epochs = self.config.optim.epochs
         self.stop_at = None if stop_after_steps is None else self.position.global_step + stop_after_steps
+        self.stop_event = stop_event
         while self.position.epoch < epochs:
             epoch = self.position.epoch
             self.scheduler.step(epoch)
-            if self._budget_spent() or not self._run_epoch(log):
+            if self._should_stop() or not self._run_epoch(log):
                 if self.processes.is_main:
                     self._save_state()
                 logger.info("stopped after %d optimiser steps, at epoch %d batch %d; resume to continue",
@@ -207,7 +212,7 @@ class _Run:
             every = self.config.run.checkpoint_every_steps
             if every and (step + 1) % every == 0 and self._at_step_boundary(step) and self.processes.is_main:
                 self._save_state()
-            if self._budget_spent() and step + 1 < steps:
+            if self._at_step_boundary(step) and step + 1 < steps and self._should_stop():
                 if bar is not None:
                     bar.close()
                 return False
@@ -220,8 +225,15 @@ class _Run:
             log.write("epoch", epoch + 1, self.position.global_step, {**values, "lr": self._lr()})
         return True
 
-    def _budget_spent(self) -> bool:
-        return self.stop_at is not None and self.position.global_step >= self.stop_at
+    def _should_stop(self) -> bool:
+        """The step budget is spent or a stop was requested (on any process: they all stop at the same step)."""
+        wanted = self.stop_at is not None and self.position.global_step >= self.stop_at
+        wanted = wanted or (self.stop_event is not None and self.stop_event.is_set())
+        if self.processes.world_size > 1:
+            flag = torch.tensor([float(wanted)], device=self.processes.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            wanted = bool(flag.item())
+        return wanted
 
     def _at_step_boundary(self, step: int) -> bool:
         return (step + 1) % self.config.optim.accumulate == 0
@@ -282,12 +294,13 @@ def _resume_path(resume: str | os.PathLike[str] | None, output: Path) -> Path | 
 
 
 def train(config: TrainingConfig, *, resume: str | os.PathLike[str] | None = None, evaluate_test: bool = True,
-          stop_after_steps: int | None = None) -> TrainSummary:
+          stop_after_steps: int | None = None, stop_event: threading.Event | None = None) -> TrainSummary:
     """Train as configured.
 
     ``resume``: a ``last.pt`` to continue from, or ``"auto"`` (the output folder's, if any). ``stop_after_steps``:
-    stop after that many optimiser steps of this call, with the state saved (for time-limited jobs); the
-    summary's ``selected`` is then the training state and ``test`` is None.
+    stop after that many optimiser steps of this call, with the state saved (for time-limited jobs);
+    ``stop_event``: set it (e.g. from a SIGTERM handler) to stop the same way at the next optimiser step. A
+    stopped run's summary has ``completed`` False, ``selected`` = the training state and ``test`` None.
     """
     started = time.perf_counter()
     processes = setup.init_processes(config.run.device)
@@ -305,13 +318,13 @@ def train(config: TrainingConfig, *, resume: str | os.PathLike[str] | None = Non
                     run.steps_per_epoch(), processes.device)
     start_epoch = run.position.epoch
     try:
-        completed = run.fit(log, stop_after_steps)
+        completed = run.fit(log, stop_after_steps, stop_event)
         selected, test = _finish(run, log, evaluate_test) if completed else (run.output / "last.pt", None)
     finally:
         if log is not None:
             log.close()
     return TrainSummary(run.output, run.position.epoch - start_epoch, run.position.global_step, selected,
-                        dict(run.position.best), test, run.losses, time.perf_counter() - started)
+                        dict(run.position.best), test, run.losses, time.perf_counter() - started, completed)
 
 
 def _finish(run: _Run, log: MetricsLog | None, evaluate_test: bool) -> tuple[Path, dict[str, Any] | None]:
@@ -341,7 +354,8 @@ def _finish(run: _Run, log: MetricsLog | None, evaluate_test: bool) -> tuple[Pat
     return selected, test
 
 
-def train_splits(config: TrainingConfig, splits: list[int], *, resume: str | None = None) -> dict[str, Any]:
+def train_splits(config: TrainingConfig, splits: list[int], *, resume: str | None = None,
+                 stop_event: threading.Event | None = None) -> dict[str, Any]:
     """Train and test one model per split (iLIDS-VID, PRID-2011) into ``<output>/split-N``; returns and writes
     ``<output>/summary.json`` with each split's test numbers and their mean and standard deviation."""
     import dataclasses
@@ -354,7 +368,9 @@ def train_splits(config: TrainingConfig, splits: list[int], *, resume: str | Non
         split_config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, split=number),
             run=dataclasses.replace(config.run, output=str(base / f"split-{number}")))
-        summary = train(split_config, resume=resume)
+        summary = train(split_config, resume=resume, stop_event=stop_event)
+        if not summary.completed:
+            break
         if summary.test is not None:
             per_split[str(number)] = summary.test["standard"]
     metrics = sorted({name for values in per_split.values() for name in values})
