@@ -108,6 +108,7 @@ _LAZY_ERRORS = (
     ("keyreid_stream.data.layouts", "DatasetLayoutError"),
     ("keyreid_stream.train.state", "StateError"),
     ("keyreid_stream.train.cli", "TrainingInputError"),
+    ("keyreid_stream.train.trainer", "DivergedError"),
     ("keyreid_stream.data.video", "FrameReadError"),
 )
 

@@ -41,9 +41,13 @@ from keyreid_stream.train.metrics import MetricsLog
 from keyreid_stream.train.state import RunPosition, load_training_state, save_training_state
 from keyreid_stream.train.validation import carve_validation
 
-__all__ = ["TrainSummary", "train"]
+__all__ = ["DivergedError", "TrainSummary", "train", "train_splits"]
 
 logger = logging.getLogger(__name__)
+
+
+class DivergedError(FloatingPointError):
+    """The loss became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +145,9 @@ class _Run:
         terms = self._forward_loss(batch.to(self.processes.device))
         total = terms["total"]
         if not torch.isfinite(total):
-            raise FloatingPointError(f"the loss is {total.item()} at epoch {self.position.epoch + 1}, batch "
-                                     f"{step_in_epoch + 1}; lower the learning rate or check the data")
+            raise DivergedError(f"the loss is {total.item()} at epoch {self.position.epoch + 1}, batch "
+                                f"{step_in_epoch + 1}; lower the learning rate or check the data ({self.output / 'last.pt'} "
+                                "holds the state of the last finished epoch)")
         scaled = total / accumulate
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         for name, value in terms.items():

@@ -94,3 +94,10 @@ def test_models_without_keypoints_train_without_a_store(small_config) -> None:
     summary = train(small_config("model.arch=vidtrans_test", "data.keypoints=none", "optim.epochs=1"),
                     evaluate_test=True)
     assert summary.test is not None and summary.test["standard"]["mAP"] > 0
+
+
+def test_a_diverging_loss_stops_with_a_clear_error(small_config) -> None:
+    from keyreid_stream.train.trainer import DivergedError
+
+    with pytest.raises(DivergedError, match="lower the learning rate"):
+        train(small_config("optim.lr=1.0e+30", "optim.warmup_epochs=0", "optim.epochs=1"))
