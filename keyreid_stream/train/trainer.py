@@ -145,8 +145,9 @@ class _Run:
         terms = self._forward_loss(batch.to(self.processes.device))
         total = terms["total"]
         if not torch.isfinite(total):
+            saved = self.output / "last.pt"
             raise DivergedError(f"the loss is {total.item()} at epoch {self.position.epoch + 1}, batch "
-                                f"{step_in_epoch + 1}; lower the learning rate or check the data ({self.output / 'last.pt'} "
+                                f"{step_in_epoch + 1}; lower the learning rate or check the data ({saved} "
                                 "holds the state of the last finished epoch)")
         scaled = total / accumulate
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
@@ -345,8 +346,8 @@ def _finish(run: _Run, log: MetricsLog | None, evaluate_test: bool) -> tuple[Pat
             load_checkpoint(run.model, selected, "native")
         if evaluate_test and run.split.query:
             config = run.config
-            result = evaluate_tracklets(run.model, run.split.query, run.split.gallery, config, keypoints=run.keypoints,
-                                        device=run.processes.device, amp_dtype=run.amp_dtype,
+            result = evaluate_tracklets(run.model, run.split.query, run.split.gallery, config,
+                                        keypoints=run.keypoints, device=run.processes.device, amp_dtype=run.amp_dtype,
                                         reports=run.output / "reports" if config.eval.reports else None,
                                         title=f"{config.model.arch} on {config.data.dataset}")
             test = result.as_dict()
