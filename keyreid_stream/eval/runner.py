@@ -127,10 +127,11 @@ def write_reports(evaluation: SplitEvaluation, query: Sequence[VideoTracklet], g
         return written
     q_pids, q_cams, _ = _labels(query)
     g_pids, g_cams, _ = _labels(gallery)
+    kept = min(int((~((g_pids == q_pids[i]) & (g_cams == q_cams[i]))).sum()) for i in chosen)
     ranked = figures.save_ranked_lists(
         evaluation.distmat, q_pids, g_pids, q_cams, g_cams, query_indices=chosen,
         load_query=lambda i: _middle_frame(root, query[i]), load_gallery=lambda i: _middle_frame(root, gallery[i]),
-        path=out_dir / "ranked_lists.png", top_k=10)
+        path=out_dir / "ranked_lists.png", top_k=min(10, kept))
     written.append(ranked.path)
     if model is not None:
         written.extend(_overlays(model, query[chosen[0]], root=root, out_dir=out_dir, keypoints=keypoints,

@@ -46,8 +46,11 @@ def evaluate_tracklets(model: torch.nn.Module, query: Sequence[VideoTracklet], g
                             protocol=protocol or settings.protocol, max_rank=settings.max_rank,
                             amp_dtype=amp_dtype, **common)
     if reports is not None:
-        write_reports(result, query, gallery, out_dir=reports, model=model, queries=settings.report_queries,
-                      device=device, title=title, **common)
+        try:
+            write_reports(result, query, gallery, out_dir=reports, model=model, queries=settings.report_queries,
+                          device=device, title=title, **common)
+        except (ValueError, OSError) as exc:  # the numbers matter more than the pictures: keep them
+            logger.warning("could not write the reports into %s: %s", reports, exc)
     return result
 
 

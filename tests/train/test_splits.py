@@ -47,8 +47,11 @@ def test_train_every_split_then_evaluate_them(tmp_path: Path, capsys: pytest.Cap
     maps = [summary["per_split"][s]["mAP"] for s in ("0", "1")]
     assert summary["mean_std"]["mAP"] == pytest.approx([np.mean(maps), np.std(maps)])
     capsys.readouterr()
-    assert main(["eval", *common, "--checkpoint", str(out / "split-{split}" / "best.pt"), "--splits", "0,1",
-                 "--output", str(tmp_path / "eval")]) == 0
+    assert main(["eval", *common, "eval.reports=true", "--checkpoint", str(out / "split-{split}" / "best.pt"),
+                 "--splits", "0,1", "--output", str(tmp_path / "eval")]) == 0
     evaluated = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert [s["standard"]["mAP"] for s in evaluated["per_split"]] == pytest.approx(maps)
     assert "±" in capsys.readouterr().out
+    # a gallery of 6 tracklets: the ranked lists show 6, not 10
+    for split in (0, 1):
+        assert (tmp_path / "eval" / f"split-{split}" / "reports" / "ranked_lists.png").exists()
