@@ -13,6 +13,7 @@ checkpoints, loadable with :func:`keyreid_stream.model.checkpoint.load_model`), 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -66,7 +67,7 @@ class TrainSummary:
 class _Run:
     """The objects of one run and the step function; built once, then :meth:`fit` loops over the epochs."""
 
-    def __init__(self, config: TrainingConfig, processes: setup.Processes) -> None:
+    def __init__(self, config: TrainingConfig, processes: setup.Processes, *, load_pretrained: bool = True) -> None:
         self.config, self.processes = config, processes
         data, run = config.data, config.run
         self.output = Path(run.output)
@@ -74,7 +75,9 @@ class _Run:
         self.trainval = carve_validation(self.split.train, data.validation_ids, run.seed)
         self.labels = setup.label_map(self.trainval.train)
         torch.manual_seed(run.seed + processes.rank)
-        model = setup.build_run_model(config.model, num_classes=len(self.labels), split=self.split,
+        # When resuming, the saved state replaces every weight: no ImageNet weights to fetch or read first.
+        model_config = config.model if load_pretrained else dataclasses.replace(config.model, pretrained="")
+        model = setup.build_run_model(model_config, num_classes=len(self.labels), split=self.split,
                                       image_size=data.image_size, clip_length=data.clip_length)
         self.model = model.to(processes.device)
         if run.sync_batchnorm and processes.world_size > 1:
@@ -310,8 +313,8 @@ def train(config: TrainingConfig, *, resume: str | os.PathLike[str] | None = Non
     """
     started = time.perf_counter()
     processes = setup.init_processes(config.run.device)
-    run = _Run(config, processes)
-    resume_from = _resume_path(resume, run.output)
+    resume_from = _resume_path(resume, Path(config.run.output))
+    run = _Run(config, processes, load_pretrained=resume_from is None)
     if resume_from is not None:
         run.resume(resume_from)
     log = None
@@ -364,8 +367,6 @@ def train_splits(config: TrainingConfig, splits: list[int], *, resume: str | Non
                  stop_event: threading.Event | None = None) -> dict[str, Any]:
     """Train and test one model per split (iLIDS-VID, PRID-2011) into ``<output>/split-N``; returns and writes
     ``<output>/summary.json`` with each split's test numbers and their mean and standard deviation."""
-    import dataclasses
-
     import numpy as np
 
     base = Path(config.run.output)

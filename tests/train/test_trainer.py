@@ -101,3 +101,18 @@ def test_a_diverging_loss_stops_with_a_clear_error(small_config) -> None:
 
     with pytest.raises(DivergedError, match="lower the learning rate"):
         train(small_config("optim.lr=1.0e+30", "optim.warmup_epochs=0", "optim.epochs=1"))
+
+
+def test_resume_needs_no_imagenet_weights(small_config, tmp_path: Path) -> None:
+    """The saved state replaces every weight: a resumed run does not read (or fetch) the ImageNet file again."""
+    import timm
+
+    vit = timm.models.vision_transformer.VisionTransformer(img_size=64, patch_size=8, embed_dim=32, depth=3,
+                                                           num_heads=2, num_classes=10)
+    weights = tmp_path / "imagenet.pth"
+    torch.save(vit.state_dict(), weights)
+    config = small_config("optim.epochs=1", f"model.pretrained={weights}")
+    first = train(config, evaluate_test=False, stop_after_steps=1)
+    assert not first.completed
+    weights.unlink()
+    assert train(config, resume="auto", evaluate_test=False).completed
