@@ -29,7 +29,7 @@ from keyreid_stream.keypoints.pose import PRIOR_LAYOUT
 from keyreid_stream.keypoints.store import KeypointStore, StoreError
 
 __all__ = ["FrameReadError", "KeypointSource", "TestBatch", "TestClips", "TrainBatch", "TrainClips",
-           "collate_test", "collate_train"]
+           "collate_test", "collate_train", "dense_clip_tensors", "dense_frame_selection"]
 
 logger = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -166,15 +166,30 @@ class TestClips(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         tracklet = self.tracklets[index]
-        clips = dense_clips(len(tracklet.paths), self.clip_length, self.max_clips)
-        used = np.unique(clips)
+        used, where = dense_frame_selection(len(tracklet.paths), self.clip_length, self.max_clips)
         paths = [tracklet.paths[i] for i in used]
         images = _read_frames(self.root, paths)
         points = self.keypoints.get(paths, [image.shape[:2] for image in images])
-        clip = self.transform(images, points)
-        where = np.searchsorted(used, clips)
-        cameras = torch.full((len(clips),), tracklet.camera_id, dtype=torch.long)
-        return torch.from_numpy(clip.frames[where]), torch.from_numpy(clip.keypoints[where]), cameras
+        return dense_clip_tensors(images, points, where, tracklet.camera_id, self.transform)
+
+
+def dense_frame_selection(num_frames: int, clip_length: int, max_clips: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The test-time clips of a tracklet (:func:`~keyreid_stream.data.sampling.dense_clips`) as the frames they
+    use, ``used`` (sorted, unique), and ``where`` ``(num_clips, clip_length)``: each clip slot's position in
+    ``used``. Only the ``used`` frames need to be read or kept."""
+    clips = dense_clips(num_frames, clip_length, max_clips)
+    used = np.unique(clips)
+    return used, np.searchsorted(used, clips)
+
+
+def dense_clip_tensors(images: Sequence[np.ndarray], keypoints: np.ndarray, where: np.ndarray, camera_id: int,
+                       transform: ClipTransform) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The clips of one tracklet, ready for the model: ``images``/``keypoints`` are its ``used`` frames (see
+    :func:`dense_frame_selection`), in their own pixels. Returns frames ``(C, T, 3, H, W)``, keypoints
+    ``(C, T, 17, 3)`` and the camera id per clip ``(C,)``. Evaluation and the camera worker both call this."""
+    clip = transform(images, keypoints)
+    cameras = torch.full((len(where),), camera_id, dtype=torch.long)
+    return torch.from_numpy(clip.frames[where]), torch.from_numpy(clip.keypoints[where]), cameras
 
 
 def collate_test(items: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> TestBatch:

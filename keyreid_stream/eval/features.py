@@ -16,13 +16,15 @@ from torch.utils.data import DataLoader
 from keyreid_stream.data.sampling import clip_batches
 from keyreid_stream.data.video import TestBatch, TestClips, collate_test
 
-__all__ = ["extract_features"]
+__all__ = ["embed_clips", "extract_features", "mean_per_tracklet"]
 
 logger = logging.getLogger(__name__)
 
 
-def _embed_chunks(model: torch.nn.Module, batch: TestBatch, device: torch.device, batch_clips: int,
-                  amp_dtype: torch.dtype | None) -> torch.Tensor:
+def embed_clips(model: torch.nn.Module, batch: TestBatch, device: torch.device, batch_clips: int,
+                amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``(C, D)`` float32 descriptors of every clip of ``batch``, ``batch_clips`` clips per forward pass. The model
+    must be in eval mode; call under ``torch.no_grad()``. Evaluation and the camera worker share this."""
     needs_keypoints = bool(getattr(model, "needs_keypoints", True))
     outputs = []
     for start in range(0, len(batch.frames), batch_clips):
@@ -32,6 +34,11 @@ def _embed_chunks(model: torch.nn.Module, batch: TestBatch, device: torch.device
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             outputs.append(model(frames, keypoints, cameras).descriptor.float())
     return torch.cat(outputs)
+
+
+def mean_per_tracklet(clip_descriptors: torch.Tensor, clip_counts: list[int]) -> list[torch.Tensor]:
+    """The tracklet descriptor is the mean over its clips (as in the papers' test protocol)."""
+    return [clips.mean(dim=0).cpu() for clips in clip_descriptors.split(clip_counts)]
 
 
 @torch.no_grad()
@@ -49,9 +56,8 @@ def extract_features(model: torch.nn.Module, dataset: TestClips, *, device: torc
     features: list[torch.Tensor] = []
     try:
         for batch in loader:
-            descriptors = _embed_chunks(model, batch, device, batch_clips, amp_dtype)
-            for clips in descriptors.split(batch.clip_counts):
-                features.append(clips.mean(dim=0).cpu())
+            descriptors = embed_clips(model, batch, device, batch_clips, amp_dtype)
+            features.extend(mean_per_tracklet(descriptors, batch.clip_counts))
             if progress is not None:
                 progress(len(batch.clip_counts))
     finally:
