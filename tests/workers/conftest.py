@@ -1,0 +1,127 @@
+"""Fixtures for the camera worker tests: a small MJPG clip and an ffmpeg TCP stream server that can be killed.
+
+* ``mjpg_clip`` -- a 160x120, 10 fps, 40-frame MJPG .avi (session scoped); frame i has its own colour and
+  its number drawn in white.
+* ``ffmpeg_tcp_server`` -- :class:`FfmpegTcpServer` streaming that clip in a loop, in real time, as MPEG-2 in
+  MPEG-TS on ``tcp://127.0.0.1:PORT`` (started; killed at teardown). ffmpeg's TCP listener serves ONE
+  client: once that client disconnects (or after :meth:`FfmpegTcpServer.kill`), ``start()`` again.
+  Without ffmpeg the tests using it are skipped -- or fail when ``CI`` is set (CI installs ffmpeg).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 160, 120, 10.0, 40
+LISTEN_TIMEOUT_S = 10.0
+
+
+def _clip_colour(i: int) -> tuple[int, int, int]:
+    """The BGR background colour of frame ``i`` of ``mjpg_clip``."""
+    return (20 + 5 * i, 220 - 5 * i, 60 if i % 2 else 180)
+
+
+@pytest.fixture(scope="session")
+def mjpg_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small MJPG .avi: 160x120, 10 fps, 40 frames, each with its own colour and its number drawn."""
+    cv2 = pytest.importorskip("cv2")
+    path = tmp_path_factory.mktemp("clip") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CLIP_FPS, (CLIP_WIDTH, CLIP_HEIGHT))
+    assert writer.isOpened(), "this OpenCV build cannot write MJPG .avi"
+    try:
+        for i in range(CLIP_FRAMES):
+            image = np.full((CLIP_HEIGHT, CLIP_WIDTH, 3), _clip_colour(i), dtype=np.uint8)
+            cv2.putText(image, str(i), (40, 85), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 255), 3)
+            writer.write(image)
+    finally:
+        writer.release()
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _is_listening(port: int) -> bool | None:
+    """Whether something listens on 127.0.0.1:port (from /proc/net/tcp, not by connecting); None: unknown."""
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    wanted = f"0100007F:{port:04X}"
+    return any(f[1] == wanted and f[3] == "0A" for f in (line.split() for line in lines) if len(f) > 3)
+
+
+class FfmpegTcpServer:
+    """ffmpeg streaming a clip in a loop on ``url`` (MPEG-TS over TCP, one client per start); restartable."""
+
+    def __init__(self, ffmpeg: str, clip: Path, port: int, log_path: Path) -> None:
+        self.port = port
+        self.url = f"tcp://127.0.0.1:{port}"
+        self._command = [
+            ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+            "-an", "-c:v", "mpeg2video", "-f", "mpegts", f"{self.url}?listen=1",
+        ]
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> FfmpegTcpServer:
+        """Start ffmpeg (a no-op while it runs) and wait until it listens."""
+        if self.running:
+            return self
+        with self._log_path.open("ab") as log:
+            self._process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        started = time.monotonic()
+        while time.monotonic() - started < LISTEN_TIMEOUT_S:
+            listening = _is_listening(self.port)
+            if listening or (listening is None and time.monotonic() - started >= 0.5):  # no /proc: just wait
+                return self
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"ffmpeg did not listen on {self.url}: {self._log_path.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL ffmpeg (the client sees the connection drop) and reap it."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        if process is not None:
+            process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP ffmpeg: the connection stays open but no data flows (a stalled camera)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+
+@pytest.fixture
+def ffmpeg_tcp_server(mjpg_clip: Path, tmp_path: Path) -> Iterator[FfmpegTcpServer]:
+    """A started :class:`FfmpegTcpServer` on a free port (restarts reuse it); always killed at teardown."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        if os.environ.get("CI"):
+            pytest.fail("ffmpeg is not installed (CI must install it)")
+        pytest.skip("ffmpeg is not installed")
+    server = FfmpegTcpServer(ffmpeg, mjpg_clip, _free_port(), tmp_path / "ffmpeg.log")
+    try:
+        yield server.start()
+    finally:
+        server.kill()
