@@ -24,7 +24,7 @@ import numpy as np
 
 from keyreid_stream.keypoints.pose import PersonPoses, PoseBackend, PoseError
 
-__all__ = ["YoloPose", "resolve_device"]
+__all__ = ["YoloPose", "check_model_source", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +41,35 @@ def resolve_device(device: str) -> str:
     return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
-def _check_model_source(model: str, allow_pickle: bool) -> None:
+def check_model_source(
+    model: str, allow_pickle: bool, *, official: re.Pattern[str], what: str, examples: str,
+    error: type[Exception],
+) -> None:
+    """Refuse a model source before anything loads it; shared by the YOLO pose backend and the YOLO detector.
+
+    Accepted: an ultralytics ``*.yaml`` (random weights), an official asset name matching ``official``
+    (no folder: ultralytics downloads it), an existing local file or folder. A local ``.pt`` is a pickle,
+    which runs code when loaded: it needs ``allow_pickle``. ``what`` names the model and ``examples`` lists
+    the alternatives in the messages, raised as ``error``.
+    """
     path = Path(model)
-    if path.suffix == ".yaml" or OFFICIAL_POSE_WEIGHTS.match(model):
+    if path.suffix == ".yaml" or official.match(model):
         return
     if not path.exists():
-        raise PoseError(
-            f"YOLO-pose model {model!r} not found: give a local file, an ultralytics *-pose.yaml (random "
-            "weights) or an official name such as 'yolo11n-pose.pt' (downloaded by ultralytics)"
-        )
+        raise error(f"{what} model {model!r} not found: give a local file, {examples}")
     if path.suffix == ".pt" and not allow_pickle:
-        raise PoseError(
+        raise error(
             f"{model} is a pickled PyTorch file: loading it runs code stored in it. Pass allow_pickle=True "
             "(--allow-pickle) if you trust it, or export it to ONNX first"
         )
+
+
+def _check_model_source(model: str, allow_pickle: bool) -> None:
+    check_model_source(
+        model, allow_pickle, official=OFFICIAL_POSE_WEIGHTS, what="YOLO-pose", error=PoseError,
+        examples="an ultralytics *-pose.yaml (random weights) or an official name such as 'yolo11n-pose.pt' "
+        "(downloaded by ultralytics)",
+    )
 
 
 class YoloPose(PoseBackend):
