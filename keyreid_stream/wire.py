@@ -10,12 +10,18 @@ One self-contained buffer per message, all integers little-endian::
 The total length must equal ``8 + H`` plus the declared section lengths exactly. Nothing is ever pickled.
 :func:`decode` raises only :class:`WireError` subclasses, whose ``code`` names the cause of a rejection.
 The codec is transport-agnostic; the workers send one ZeroMQ frame per message.
+
+The matcher acknowledges each stored tracklet message with an ack frame (:func:`encode_ack`)::
+
+    b"KRSA" + message_id (32 lowercase hex ASCII) + status (1 to 32 ASCII chars of [a-z0-9_]; "ok" = stored)
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import msgpack
@@ -31,9 +37,10 @@ from keyreid_stream.contracts import (
 )
 
 __all__ = [
-    "MAX_HEADER_BYTES", "MAX_MESSAGE_BYTES", "WIRE_MAGIC", "BadMagic", "InvalidField", "MalformedHeader",
-    "NonFiniteDescriptor", "OversizedMessage", "TruncatedMessage", "UnsupportedSchemaVersion", "WireError",
-    "decode", "encode",
+    "ACK_MAGIC", "ACK_OK", "MAX_ACK_BYTES", "MAX_HEADER_BYTES", "MAX_MESSAGE_BYTES", "WIRE_MAGIC", "Ack",
+    "BadMagic", "InvalidField", "MalformedHeader", "NonFiniteDescriptor", "OversizedMessage",
+    "TruncatedMessage", "UnsupportedSchemaVersion", "WireError", "decode", "decode_ack", "encode",
+    "encode_ack", "peek_message_id",
 ]
 
 WIRE_MAGIC = b"KRSW"
@@ -307,3 +314,87 @@ def _decode_tracklet(header: Mapping[str, Any], body: memoryview) -> TrackletMes
         model_version=header["model_version"], message_id=header["message_id"],
         thumbnail_jpeg=bytes(body[nbytes:]) if thumb else None, schema_version=SCHEMA_VERSION,
     )
+
+
+# ------------------------------------------------------------------------------------------ acks
+
+ACK_MAGIC = b"KRSA"
+ACK_OK = "ok"
+_ACK_ID_BYTES = 32
+_ACK_MAX_STATUS = 32
+MAX_ACK_BYTES = len(ACK_MAGIC) + _ACK_ID_BYTES + _ACK_MAX_STATUS
+_ACK_MIN_BYTES = len(ACK_MAGIC) + _ACK_ID_BYTES + 1
+_ACK_ID_RE = re.compile(rb"[0-9a-f]{32}")
+_ACK_STATUS_RE = re.compile(rb"[a-z0-9_]{1,32}")
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The matcher's answer to one tracklet message: ``status`` "ok" = stored, anything else = rejected."""
+
+    message_id: str
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ACK_OK
+
+
+def encode_ack(message_id: str, status: str = ACK_OK) -> bytes:
+    """The ack frame for ``message_id``; raises :class:`InvalidField` for a bad id or status."""
+    if not isinstance(message_id, str) or not _ACK_ID_RE.fullmatch(message_id.encode("utf-8", "replace")):
+        raise InvalidField(f"ack message_id: expected 32 lowercase hex chars, got {message_id!r:.60}")
+    if not isinstance(status, str) or not _ACK_STATUS_RE.fullmatch(status.encode("utf-8", "replace")):
+        raise InvalidField(f"ack status: expected 1 to 32 chars of [a-z0-9_], got {status!r:.60}")
+    return ACK_MAGIC + message_id.encode("ascii") + status.encode("ascii")
+
+
+def decode_ack(buffer: bytes | bytearray | memoryview) -> Ack:
+    """Parse one ack frame. Raises only :class:`WireError` subclasses, for any input."""
+    try:
+        return _decode_ack(_as_bytes_view(buffer))
+    except WireError:
+        raise
+    except Exception as exc:  # a codec bug; still report it as a rejection
+        raise InvalidField(f"ack: unexpected {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_ack(view: memoryview) -> Ack:
+    size = view.nbytes
+    if bytes(view[:4]) != ACK_MAGIC[: min(size, 4)]:
+        raise BadMagic(f"ack magic: expected {ACK_MAGIC!r}, got {bytes(view[:4])!r}")
+    if size < _ACK_MIN_BYTES:
+        raise TruncatedMessage(f"ack: {size} bytes < {_ACK_MIN_BYTES}")
+    if size > MAX_ACK_BYTES:
+        raise OversizedMessage(f"ack: {size} bytes > {MAX_ACK_BYTES}")
+    raw_id, raw_status = bytes(view[4 : 4 + _ACK_ID_BYTES]), bytes(view[4 + _ACK_ID_BYTES :])
+    if not _ACK_ID_RE.fullmatch(raw_id):
+        raise InvalidField(f"ack message_id: expected 32 lowercase hex chars, got {raw_id!r}")
+    if not _ACK_STATUS_RE.fullmatch(raw_status):
+        raise InvalidField(f"ack status: expected 1 to 32 chars of [a-z0-9_], got {raw_status!r}")
+    return Ack(raw_id.decode("ascii"), raw_status.decode("ascii"))
+
+
+def peek_message_id(buffer: bytes | bytearray | memoryview) -> str | None:
+    """Best effort: the ``message_id`` in the header of a message that :func:`decode` rejected.
+
+    The receiver uses it to reject the message by id (``encode_ack(id, error.code)``) so that the sender stops
+    retransmitting it. None when no well-formed id can be found; never raises.
+    """
+    try:
+        view = _as_bytes_view(buffer)
+        if view.nbytes < _PREFIX.size or bytes(view[:4]) != WIRE_MAGIC:
+            return None
+        header_len = _PREFIX.unpack_from(view)[1]
+        if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len > view.nbytes:
+            return None
+        header = msgpack.unpackb(
+            view[_PREFIX.size : _PREFIX.size + header_len], raw=False, max_str_len=MAX_HEADER_BYTES,
+            max_bin_len=0, max_array_len=8, max_map_len=_MAX_HEADER_ENTRIES, max_ext_len=0,
+        )
+        message_id = header.get("message_id") if isinstance(header, dict) else None
+    except Exception:  # noqa: BLE001 - best effort by design
+        return None
+    if isinstance(message_id, str) and _ACK_ID_RE.fullmatch(message_id.encode("utf-8", "replace")):
+        return message_id
+    return None

@@ -481,3 +481,99 @@ def test_codec_never_uses_pickle() -> None:
     assert not imported & {"pickle", "cPickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
     for buf in SAMPLES.values():
         assert buf.startswith(WIRE_MAGIC) and b"\x80\x04\x95" not in buf[:16]
+
+
+# ------------------------------------------------------------------------------------------- acks
+
+ACK_ID = "00112233445566778899aabbccddeeff"
+
+
+@pytest.mark.parametrize("status", ["ok", "invalid_field", "non_finite", "a", "0", "z" * 32, "db_full_2"])
+def test_ack_round_trip(status: str) -> None:
+    frame = wire.encode_ack(ACK_ID, status)
+    assert frame == wire.ACK_MAGIC + ACK_ID.encode() + status.encode() and len(frame) <= wire.MAX_ACK_BYTES
+    for view in (frame, bytearray(frame), memoryview(frame), np.frombuffer(frame, np.uint8)):
+        ack = wire.decode_ack(view)
+        assert ack == wire.Ack(ACK_ID, status) and ack.ok == (status == "ok")
+    assert wire.encode_ack(ACK_ID) == b"KRSA" + ACK_ID.encode() + b"ok"
+
+
+def test_ack_is_frozen_and_exported() -> None:
+    with pytest.raises(AttributeError):
+        wire.decode_ack(wire.encode_ack(ACK_ID)).status = "x"  # type: ignore[misc]
+    assert {"ACK_MAGIC", "Ack", "encode_ack", "decode_ack"} <= set(wire.__all__)
+    assert (wire.ACK_MAGIC, wire.ACK_OK, wire.MAX_ACK_BYTES) == (b"KRSA", "ok", 68)
+
+
+@pytest.mark.parametrize(
+    ("message_id", "status"),
+    [("", "ok"), (ACK_ID[:-1], "ok"), (ACK_ID + "0", "ok"), (ACK_ID.upper(), "ok"), ("g" * 32, "ok"),
+     ("\u00e9" * 32, "ok"), (None, "ok"), (ACK_ID, ""), (ACK_ID, "OK"), (ACK_ID, "a-b"), (ACK_ID, "x" * 33),
+     (ACK_ID, "ok\n"), (ACK_ID, "\u00e9"), (ACK_ID, None), (ACK_ID, b"ok")],
+)
+def test_encode_ack_rejects(message_id: Any, status: Any) -> None:
+    with pytest.raises(InvalidField):
+        wire.encode_ack(message_id, status)
+
+
+GOOD_ACK = wire.ACK_MAGIC + ACK_ID.encode() + b"ok"
+MALFORMED_ACKS: list[tuple[str, Any, type[WireError]]] = [
+    ("empty", b"", TR), ("magic only", b"KRSA", TR), ("partial magic", b"KRS", TR),
+    ("no status", GOOD_ACK[:-2], TR), ("id of 30", wire.ACK_MAGIC + ACK_ID[:-2].encode() + b"ok", TR),
+    ("id of 31", wire.ACK_MAGIC + ACK_ID[:-1].encode() + b"ok", IF),
+    ("message magic", b"KRSW" + GOOD_ACK[4:], BadMagic),
+    ("lowercase magic", b"krsa" + GOOD_ACK[4:], BadMagic),
+    ("wire message", SAMPLES["heartbeat_empty"], BadMagic), ("pickle", pickle.dumps(GOOD_ACK), BadMagic),
+    ("one byte", b"X", BadMagic), ("uppercase id", wire.ACK_MAGIC + ACK_ID.upper().encode() + b"ok", IF),
+    ("non-hex id", wire.ACK_MAGIC + b"g" * 32 + b"ok", IF), ("uppercase status", GOOD_ACK[:-2] + b"OK", IF),
+    ("dash in status", GOOD_ACK + b"-x", IF), ("newline", GOOD_ACK + b"\n", IF),
+    ("nul", GOOD_ACK + b"\0", IF),
+    ("non-ascii status", GOOD_ACK[:-2] + "\u00e9".encode(), IF), ("latin-1", GOOD_ACK + b"\xff", IF),
+    ("status of 33", GOOD_ACK[:-2] + b"x" * 33, OV), ("2 MiB", wire.ACK_MAGIC + b"0" * (2 << 20), OV),
+    ("str", GOOD_ACK.decode(), IF), ("None", None, IF), ("int", 42, IF), ("list", [1, 2], IF),
+]
+
+
+@pytest.mark.parametrize(("label", "data", "expected"), MALFORMED_ACKS, ids=[c[0] for c in MALFORMED_ACKS])
+def test_malformed_ack_rejected(label: str, data: Any, expected: type[WireError]) -> None:
+    with pytest.raises(WireError) as info:
+        wire.decode_ack(data)
+    assert type(info.value) is expected and info.value.code == expected.code
+
+
+@fuzz(300)
+@given(st.binary(max_size=80) | st.binary(max_size=70).map(lambda b: wire.ACK_MAGIC + b))
+def test_random_ack_bytes_decode_or_reject(data: bytes) -> None:
+    try:
+        ack = wire.decode_ack(data)
+    except WireError:
+        return
+    assert wire.encode_ack(ack.message_id, ack.status) == data
+
+
+def test_peek_message_id_of_rejected_messages() -> None:
+    header, body = split(SAMPLES["tracklet_full"])
+    mid = header["message_id"]
+    for name, buffer in SAMPLES.items():
+        assert wire.peek_message_id(buffer) == mid, name
+    readable = {
+        "future schema": assemble({**header, "schema_version": 2}, body),
+        "unknown key": assemble({**header, "extra": 1}, body),
+        "truncated body": SAMPLES["tracklet_full"][:-10],
+        "non-finite": assemble(header, struct.pack("<f", float("nan")) + body[4:]),
+    }
+    for name, buffer in readable.items():
+        with pytest.raises(WireError):
+            wire.decode(buffer)
+        assert wire.peek_message_id(buffer) == mid, name
+    unreadable = [b"", b"KRSW", pickle.dumps(header), SAMPLES["tracklet_full"][:40], None, 42, "KRSW",
+                  assemble({**header, "message_id": mid.upper()}, body), assemble({**header, "message_id": 7}),
+                  assemble([mid]), assemble(b"\xc1"), WIRE_MAGIC + struct.pack("<I", 2**31) + b"x"]
+    assert [wire.peek_message_id(data) for data in unreadable] == [None] * len(unreadable)
+
+
+@fuzz(200)
+@given(st.binary(max_size=300).map(lambda b: WIRE_MAGIC + b))
+def test_peek_message_id_never_raises(data: bytes) -> None:
+    result = wire.peek_message_id(data)
+    assert result is None or (isinstance(result, str) and len(result) == 32)
