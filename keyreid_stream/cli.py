@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     from keyreid_stream.train.cli import add_commands as add_training_commands
 
     add_training_commands(commands)
+    from keyreid_stream.workers.cli import add_commands as add_worker_commands
+
+    add_worker_commands(commands)
     return parser
 
 
@@ -110,6 +113,8 @@ _LAZY_ERRORS = (
     ("keyreid_stream.train.cli", "TrainingInputError"),
     ("keyreid_stream.train.trainer", "DivergedError"),
     ("keyreid_stream.data.video", "FrameReadError"),
+    ("keyreid_stream.workers.cli", "WorkerInputError"),
+    ("keyreid_stream.workers.detection", "DetectorError"),
 )
 
 

@@ -174,11 +174,14 @@ def test_parse_override_parses_yaml_values() -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
     """Training configs (data / model / optim sections, or built on another file) load into the trainer's
-    schema, the others into the service schema."""
+    schema, worker configs (cameras / detector / embedding) into the worker's, the others into the service
+    schema."""
     from keyreid_stream.train.config import TrainingConfig
+    from keyreid_stream.workers.config import WorkerConfig
 
     sections = set(yaml.safe_load(path.read_text()) or {})
     schema = TrainingConfig if sections & {"data", "model", "optim", "_base_"} else Config
+    schema = WorkerConfig if sections & {"cameras", "detector", "embedding"} else schema
     assert isinstance(load_config(schema, path), schema)
 
 

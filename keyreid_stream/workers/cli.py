@@ -1,0 +1,128 @@
+"""``keyreid-stream worker``: run a camera worker (one camera from the flags, or several from a config file).
+
+SIGTERM or Ctrl-C stops reading, flushes the open tracklets to the matcher (waiting up to
+``publish.flush_timeout_s`` for its acknowledgements) and exits 0; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+from keyreid_stream.config import load_config
+from keyreid_stream.config.loader import ConfigError
+from keyreid_stream.logs import setup_logging
+
+__all__ = ["WorkerInputError", "add_commands", "format_report"]
+
+logger = logging.getLogger("keyreid_stream.cli")
+
+
+class WorkerInputError(Exception):
+    """A configuration, source or model problem found when starting a worker (one readable line)."""
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "worker", help="run a camera worker: video in, tracklet embeddings out to the matcher",
+        description="Detect, track and embed people of one or more cameras and publish the tracklet descriptors "
+                    "to the matcher over ZeroMQ. One camera: --camera-id and --source; several: a config file "
+                    "with a 'cameras' list (see configs/worker.yaml).",
+    )
+    parser.add_argument("--config", "-c", type=Path, default=None, help="worker config (see configs/worker.yaml)")
+    parser.add_argument("--camera-id", help="camera id (with --source; replaces the config's cameras)")
+    parser.add_argument("--source", help="stream URL (rtsp://, http://, tcp://...), video file, image folder or "
+                                         "webcam index")
+    parser.add_argument("--matcher", help="the matcher's ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555")
+    parser.add_argument("--detections", help="MOTChallenge det.txt of the camera: use these boxes, no detector")
+    parser.add_argument("--realtime", action="store_true", help="read a file at its own frame rate")
+    parser.add_argument("--loop", action="store_true", help="restart a file at its end")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="override config values, e.g. detector.kind=hog embedding.device=cpu")
+    parser.set_defaults(handler=_worker)
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202 - WorkerConfig, imported lazily
+    from keyreid_stream.workers.config import CameraConfig, WorkerConfig
+
+    config = load_config(WorkerConfig, args.config, args.overrides)
+    setup_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
+    if (args.camera_id is None) != (args.source is None):
+        raise WorkerInputError("--camera-id and --source go together")
+    cameras = config.cameras
+    if args.source is not None:
+        if cameras:
+            logger.info("--source given: the %d camera(s) of the config file are not used", len(cameras))
+        cameras = (CameraConfig(id=args.camera_id, source=args.source),)
+    if args.realtime or args.loop or args.detections:
+        cameras = tuple(dataclasses.replace(c, pace=c.pace or args.realtime, loop=c.loop or args.loop,
+                                            detections=args.detections or c.detections) for c in cameras)
+    changes: dict[str, object] = {"cameras": cameras}
+    if args.detections:
+        changes["detector"] = dataclasses.replace(config.detector, kind="public")
+    if args.matcher:
+        changes["publish"] = dataclasses.replace(config.publish, matcher=args.matcher)
+    return dataclasses.replace(config, **changes)
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
+    """SIGTERM / SIGINT set ``stop``; a second one exits at once. Returns the previous handlers."""
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            logger.warning("second %s: exiting without flushing", signal.Signals(signum).name)
+            os._exit(130)
+        logger.info("%s: stopping (flushing the open tracklets)", signal.Signals(signum).name)
+        stop.set()
+
+    return {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from keyreid_stream.workers.service import run_worker
+
+    try:
+        config = _load(args)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise WorkerInputError(str(exc)) from exc
+    stop = threading.Event()
+    previous = _install_signal_handlers(stop)
+    try:
+        report = run_worker(config, stop=stop)
+    except ValueError as exc:
+        logger.debug("worker failed", exc_info=True)
+        raise WorkerInputError(str(exc)) from exc
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    print(format_report(report, [camera.id for camera in config.cameras]))
+    return 1 if len(report.camera_errors) == len(config.cameras) else 0
+
+
+def format_report(report: object, camera_ids: list[str]) -> str:
+    """The summary printed when a worker stops."""
+    counters, stats = report.counters, report.publisher  # type: ignore[attr-defined]
+    lines = [f"worker ran {report.elapsed_s:.1f} s", "  camera        frames  dropped  detections  tracklets  "  # type: ignore[attr-defined]
+             "published  error"]
+    for camera_id in camera_ids:
+        def get(name: str, cid: str = camera_id) -> int:
+            return counters.get(f"{cid}.{name}", 0)
+
+        error = report.camera_errors.get(camera_id, "")  # type: ignore[attr-defined]
+        lines.append(f"  {camera_id:<12} {get('frames'):>7}  {get('frames_dropped'):>7}  {get('detections'):>10}  "
+                     f"{get('tracklets'):>9}  {get('published'):>9}  {error}")
+    p50, p95 = report.latency_p50_s, report.latency_p95_s  # type: ignore[attr-defined]
+    latency = "n/a" if p50 is None else f"p50 {p50:.2f} s, p95 {p95:.2f} s"
+    lines.append(f"  matcher: {stats.acked} acknowledged, {stats.rejected} rejected, {stats.dropped} dropped "
+                 f"(buffer full or unacknowledged at exit); latency last frame -> ack: {latency}")
+    for name, rates in report.stages.items():  # type: ignore[attr-defined]
+        capacity = "" if rates.capacity is None else f", {rates.capacity:.1f}/s when busy"
+        lines.append(f"  stage {name:<8} {rates.items:>7} items, {rates.rate:.1f}/s{capacity}")
+    return "\n".join(lines)

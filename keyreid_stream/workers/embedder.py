@@ -1,0 +1,136 @@
+"""Tracklet descriptors in the camera worker: the evaluation code path on in-memory crops.
+
+A worker tracklet becomes dense T-frame clips exactly as a test tracklet does in evaluation
+(:func:`~keyreid_stream.data.video.dense_frame_selection` and :func:`~keyreid_stream.data.video.dense_clip_tensors`
+with the test :class:`~keyreid_stream.data.transforms.ClipTransform`), the clips of many tracklets, from any
+number of cameras, go through the model together (:func:`~keyreid_stream.eval.features.embed_clips`), and the
+descriptor is the mean over a tracklet's clips (:func:`~keyreid_stream.eval.features.mean_per_tracklet`). So a
+descriptor computed by a worker equals the one evaluation computes for the same frames and keypoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from keyreid_stream.contracts import Tracklet
+from keyreid_stream.data.transforms import ClipTransform
+from keyreid_stream.data.video import collate_test, dense_clip_tensors, dense_frame_selection
+from keyreid_stream.eval.features import embed_clips, mean_per_tracklet
+from keyreid_stream.workers.tracklets import crop_keypoints
+
+__all__ = ["EmbeddingModel", "TrackletEmbedder", "load_embedding_model"]
+
+logger = logging.getLogger(__name__)
+
+RANDOM_VERSION = "random-init"
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """A loaded re-ID model with the name and version that the published messages carry."""
+
+    model: torch.nn.Module
+    name: str
+    version: str
+
+
+def _file_version(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()[:12]}"
+
+
+def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: str = "auto",
+                         num_cameras: int = 0, allow_pickle: bool = False) -> EmbeddingModel:
+    """Our checkpoints rebuild themselves (``arch`` is then read from the file); the authors' weights
+    (``official``) go into ``build_model(arch, 0, num_cameras, compat="official")``; no checkpoint = random
+    weights, whose descriptors carry no identity (tests and benchmarks only; a warning says so)."""
+    from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
+    from keyreid_stream.model.registry import build_model
+
+    if not checkpoint:
+        logger.warning("embedding model %s has RANDOM weights (embedding.checkpoint is empty): its descriptors "
+                       "do not identify anybody; give a trained checkpoint for real use", arch)
+        return EmbeddingModel(build_model(arch, 0, num_cameras), arch, RANDOM_VERSION)
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"embedding checkpoint not found: {path}")
+    if checkpoint_kind in ("auto", "native"):
+        try:
+            model = load_model(path)
+            return EmbeddingModel(model, str(getattr(model, "arch", arch)), _file_version(path))
+        except CheckpointError as exc:
+            if checkpoint_kind == "native" or "not a keyreid-stream checkpoint" not in str(exc):
+                raise
+    model = build_model(arch, 0, num_cameras, compat="official")
+    load_checkpoint(model, path, "official", allow_pickle=allow_pickle)
+    return EmbeddingModel(model, arch, _file_version(path))
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(setting)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"embedding.device is {setting!r} but no CUDA device is available")
+    return device
+
+
+class TrackletEmbedder:
+    """Descriptors of worker tracklets (with crops), batched across tracklets and cameras."""
+
+    def __init__(self, loaded: EmbeddingModel, *, device: str = "auto", amp: str = "auto", batch_clips: int = 64,
+                 max_clips: int = 8, mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 camera_indices: Mapping[str, int] | None = None) -> None:
+        from keyreid_stream.train.setup import resolve_amp
+
+        self.device = resolve_device(device)
+        self.model = loaded.model.to(self.device).eval()
+        self.model_name, self.model_version = loaded.name, loaded.version
+        self.amp_dtype = resolve_amp(amp, self.device)
+        self.batch_clips, self.max_clips = batch_clips, max_clips
+        self.clip_length = int(getattr(self.model, "num_frames", 4))
+        self.transform = ClipTransform(tuple(self.model.img_size), train=False, mean=mean, std=std)
+        self.camera_indices = dict(camera_indices or {})
+        self._check_camera_indices()
+        logger.info("embedding: %s (%s) on %s, %d-frame clips, descriptor %d", self.model_name, self.model_version,
+                    self.device, self.clip_length, self.descriptor_dim)
+
+    @property
+    def descriptor_dim(self) -> int:
+        return int(self.model.descriptor_dim)
+
+    def _check_camera_indices(self) -> None:
+        cameras = int(getattr(getattr(self.model, "backbone", None), "num_cameras", 0) or 0)
+        for camera_id, index in self.camera_indices.items():
+            if cameras and not 0 <= index < cameras:
+                raise ValueError(f"camera {camera_id}: camera_index {index} is outside the model's "
+                                 f"{cameras} camera embeddings")
+
+    @torch.no_grad()
+    def embed(self, tracklets: Sequence[Tracklet]) -> np.ndarray:
+        """``(N, D)`` float32 descriptors (rows of NaN where the model produced non-finite values)."""
+        if not tracklets:
+            return np.zeros((0, self.descriptor_dim), np.float32)
+        items = [self._clips(tracklet) for tracklet in tracklets]
+        batch = collate_test(items)
+        clip_descriptors = embed_clips(self.model, batch, self.device, self.batch_clips, self.amp_dtype)
+        return torch.stack(mean_per_tracklet(clip_descriptors, batch.clip_counts)).numpy().astype(np.float32)
+
+    def _clips(self, tracklet: Tracklet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if tracklet.crops is None:
+            raise ValueError(f"tracklet {tracklet.camera_id}/{tracklet.track_id} has no crops to embed")
+        used, where = dense_frame_selection(len(tracklet), self.clip_length, self.max_clips)
+        crops = [tracklet.crops[i] for i in used]
+        keypoints = crop_keypoints(tracklet)[used]
+        camera = self.camera_indices.get(tracklet.camera_id, 0)
+        return dense_clip_tensors(crops, keypoints, where, camera, self.transform)

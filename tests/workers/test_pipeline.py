@@ -1,0 +1,329 @@
+"""The whole worker on a generated street scene: public detections -> ByteTrack -> tracklets -> KeyRe-ID (tiny,
+random weights) -> acknowledged ZeroMQ delivery to a ROUTER socket that the test reads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+
+from keyreid_stream.contracts import Heartbeat, TrackletMessage
+from keyreid_stream.wire import decode, encode_ack
+from keyreid_stream.workers.config import (
+    CameraConfig,
+    DetectorConfig,
+    EmbeddingConfig,
+    MetricsConfig,
+    PublishConfig,
+    TrackletConfig,
+    WorkerConfig,
+)
+from keyreid_stream.workers.service import run_worker
+
+pytestmark = [pytest.mark.video, pytest.mark.zmq]
+
+FPS = 10.0
+WIDTH, HEIGHT = 320, 240
+DESCRIPTOR_DIM = 800  # keyreid_test
+
+
+@dataclass(frozen=True)
+class Walker:
+    """A drawn pedestrian walking in a straight line while ``first <= frame <= last``."""
+
+    top: tuple[int, int, int]
+    bottom: tuple[int, int, int]
+    start: tuple[float, float]
+    velocity: tuple[float, float]
+    first: int
+    last: int
+    size: tuple[int, int] = (28, 84)
+
+    def box(self, frame: int) -> tuple[float, float, float, float] | None:
+        if not self.first <= frame <= self.last:
+            return None
+        t = frame - self.first
+        x, y = self.start[0] + self.velocity[0] * t, self.start[1] + self.velocity[1] * t
+        return x, y, x + self.size[0], y + self.size[1]
+
+
+def _draw(image: np.ndarray, walker: Walker, box: tuple[float, float, float, float]) -> None:
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    height = y2 - y1
+    head = y1 + height // 7
+    cv2.circle(image, ((x1 + x2) // 2, head), height // 8, (140, 170, 210), -1)
+    cv2.rectangle(image, (x1 + 2, head + height // 8), (x2 - 2, y1 + height * 3 // 5), walker.top, -1)
+    cv2.rectangle(image, (x1 + 4, y1 + height * 3 // 5), (x2 - 4, y2), walker.bottom, -1)
+
+
+@dataclass
+class Scene:
+    video: Path
+    detections: Path
+    walkers: list[Walker]
+    frames: int
+    truth: dict[int, list[int]] = field(default_factory=dict)  # walker -> frames seen
+
+
+def make_scene(folder: Path, walkers: list[Walker], frames: int) -> Scene:
+    """An MJPG video of ``walkers`` on a textured background and its MOTChallenge det.txt (1-based frames)."""
+    rng = np.random.default_rng(0)
+    background = (rng.integers(60, 120, (HEIGHT, WIDTH, 3))).astype(np.uint8)
+    background = cv2.GaussianBlur(background, (0, 0), 3)
+    video, detections = folder / "scene.avi", folder / "det.txt"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    scene = Scene(video, detections, walkers, frames)
+    rows = []
+    try:
+        for index in range(frames):
+            image = background.copy()
+            for number, walker in enumerate(walkers):
+                box = walker.box(index)
+                if box is None:
+                    continue
+                _draw(image, walker, box)
+                scene.truth.setdefault(number, []).append(index)
+                x1, y1, x2, y2 = box
+                rows.append(f"{index + 1},-1,{x1:.1f},{y1:.1f},{x2 - x1:.1f},{y2 - y1:.1f},0.95,-1,-1,-1")
+            writer.write(image)
+    finally:
+        writer.release()
+    detections.write_text("\n".join(rows) + "\n")
+    return scene
+
+
+WALKERS = [
+    Walker((40, 40, 200), (60, 30, 30), (10, 120), (2.0, 0.0), 0, 59),
+    Walker((200, 60, 40), (20, 20, 20), (280, 20), (-1.5, 0.0), 5, 40),
+    Walker((40, 200, 40), (90, 90, 160), (150, 100), (1.0, 0.5), 20, 59),
+]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    return make_scene(tmp_path_factory.mktemp("scene"), WALKERS, 60)
+
+
+class Matcher(threading.Thread):
+    """A ROUTER socket that decodes what arrives and acknowledges every tracklet message (the wire protocol)."""
+
+    def __init__(self, context: zmq.Context, port: int | None = None) -> None:
+        super().__init__(daemon=True)
+        self.socket = context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if port is None:
+            port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        else:
+            self.socket.bind(f"tcp://127.0.0.1:{port}")
+        self.port = port
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.messages: list[TrackletMessage] = []
+        self.heartbeats: list[Heartbeat] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while not self.halt.is_set():
+            if not poller.poll(50):
+                continue
+            identity, payload = self.socket.recv_multipart()
+            message = decode(payload)
+            if isinstance(message, Heartbeat):
+                self.heartbeats.append(message)
+                continue
+            if all(m.message_id != message.message_id for m in self.messages):
+                self.messages.append(message)
+            self.socket.send_multipart([identity, encode_ack(message.message_id)])
+
+    def close(self) -> None:
+        self.halt.set()
+        self.join(5)
+        self.socket.close(linger=0)
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    context = zmq.Context()
+    try:
+        yield context
+    finally:
+        context.destroy(linger=0)
+
+
+@pytest.fixture
+def matcher(context: zmq.Context) -> Iterator[Matcher]:
+    receiver = Matcher(context)
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def _config(scene: Scene, endpoint: str, **camera: object) -> WorkerConfig:
+    return WorkerConfig(
+        cameras=(CameraConfig(id="cam1", source=str(scene.video), detections=str(scene.detections), **camera),),
+        detector=DetectorConfig(kind="public"),
+        tracklets=TrackletConfig(min_frames=4, lost_after_s=0.5, min_box_height=30),
+        embedding=EmbeddingConfig(arch="keyreid_test", device="cpu", max_wait_s=0.05),
+        publish=PublishConfig(matcher=endpoint, ack_timeout_s=1.0, heartbeat_s=0.2, flush_timeout_s=10.0),
+        metrics=MetricsConfig(log_every_s=0),
+    )
+
+
+def test_public_detections_become_acknowledged_tracklet_messages(scene: Scene, matcher: Matcher,
+                                                                 context: zmq.Context) -> None:
+    report = run_worker(_config(scene, matcher.endpoint), context=context)
+    time.sleep(0.3)  # the last heartbeats
+    messages = sorted(matcher.messages, key=lambda m: m.start_time)
+    assert len(messages) == 3, [(m.track_id, m.start_time, m.end_time) for m in messages]
+    assert report.publisher.acked == 3 and report.publisher.dropped == 0
+    assert report.counters["cam1.frames"] == scene.frames
+    origin = messages[0].start_time  # walker 0 is there from frame 0
+    for message, walker in zip(messages, WALKERS):
+        assert message.camera_id == "cam1" and message.model_name == "keyreid_test"
+        assert message.descriptor.shape == (DESCRIPTOR_DIM,) and np.isfinite(message.descriptor).all()
+        assert message.start_time - origin == pytest.approx(walker.first / FPS, abs=0.15)
+        assert message.end_time - origin == pytest.approx(walker.last / FPS, abs=0.15)
+        assert abs(message.num_frames - (walker.last - walker.first + 1)) <= 2
+        thumbnail = cv2.imdecode(np.frombuffer(message.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert thumbnail.shape[0] == 128
+        assert abs(message.end_time - time.time()) < 120  # capture-clock timestamps, not frame numbers
+    assert len({m.track_id for m in messages}) == 3
+    assert matcher.heartbeats and {h.camera_id for h in matcher.heartbeats} == {"cam1"}
+    last = max(matcher.heartbeats, key=lambda h: h.sequence)
+    assert last.counters["frames"] == scene.frames and last.counters["published"] == 3
+
+
+def test_matcher_started_late_receives_everything(scene: Scene, context: zmq.Context) -> None:
+    probe = context.socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(linger=0)
+    outcome: dict[str, object] = {}
+    endpoint = f"tcp://127.0.0.1:{port}"
+    worker = threading.Thread(target=lambda: outcome.update(report=run_worker(_config(scene, endpoint),
+                                                                              context=context)))
+    worker.start()
+    time.sleep(2.0)
+    receiver = Matcher(context, port=port)
+    receiver.start()
+    try:
+        worker.join(60)
+        assert not worker.is_alive()
+        assert len(receiver.messages) == 3 and outcome["report"].publisher.dropped == 0
+    finally:
+        receiver.close()
+
+
+def test_sigterm_flushes_the_open_tracklets(tmp_path: Path, matcher: Matcher) -> None:
+    """A paced 12 s video whose people all stay until its end: only the SIGTERM flush can send them."""
+    walkers = [replace(w, first=0, last=119, velocity=(w.velocity[0] / 4, w.velocity[1] / 4)) for w in WALKERS]
+    long_scene = make_scene(tmp_path, walkers, 120)
+    command = [sys.executable, "-m", "keyreid_stream", "worker", "--camera-id", "cam1",
+               "--source", str(long_scene.video), "--detections", str(long_scene.detections), "--realtime",
+               "--matcher", matcher.endpoint, "embedding.arch=keyreid_test", "embedding.device=cpu",
+               "publish.heartbeat_s=0.2", "tracklets.min_box_height=30", "metrics.log_every_s=0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "YOLO_OFFLINE": "1"})
+    try:
+        deadline = time.monotonic() + 90
+        while not any(h.counters.get("frames", 0) >= 25 for h in matcher.heartbeats):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the worker never reported 25 frames"
+            time.sleep(0.1)
+        assert not matcher.messages  # nobody has left the scene yet
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert len(matcher.messages) == 3, err
+    frames = max(h.counters.get("frames", 0) for h in matcher.heartbeats)
+    assert frames < 100  # it stopped reading: the video was far from finished
+    assert all(m.num_frames >= 20 for m in matcher.messages)
+    assert "3 acknowledged" in out and "0 dropped" in out
+
+
+def test_one_process_serves_several_cameras(scene: Scene, matcher: Matcher, context: zmq.Context) -> None:
+    config = _config(scene, matcher.endpoint)
+    cameras = tuple(replace(config.cameras[0], id=name, camera_index=0) for name in ("north", "south"))
+    report = run_worker(replace(config, cameras=cameras), context=context)
+    by_camera: dict[str, list[TrackletMessage]] = {}
+    for message in matcher.messages:
+        by_camera.setdefault(message.camera_id, []).append(message)
+    assert sorted(by_camera) == ["north", "south"] and all(len(m) == 3 for m in by_camera.values())
+    assert report.counters["north.frames"] == report.counters["south.frames"] == scene.frames
+    spans = {c: sorted((round(m.end_time - m.start_time, 1)) for m in ms) for c, ms in by_camera.items()}
+    assert spans["north"] == spans["south"]  # the same video: the same tracklets on both cameras
+
+
+def test_a_dead_camera_does_not_stop_the_others(scene: Scene, matcher: Matcher, context: zmq.Context) -> None:
+    config = _config(scene, matcher.endpoint)
+    probe = context.socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(linger=0)  # nothing listens there any more
+    dead = replace(config.cameras[0], id="dead", source=f"tcp://127.0.0.1:{port}")
+    config = replace(config, cameras=(config.cameras[0], dead),
+                     source=replace(config.source, max_reconnects=1, backoff_s=(0.1, 0.2), open_timeout_s=1.0))
+    report = run_worker(config, context=context)
+    assert "dead" in report.camera_errors and "cam1" not in report.camera_errors
+    assert len(matcher.messages) == 3 and {m.camera_id for m in matcher.messages} == {"cam1"}
+
+
+@pytest.fixture(scope="module")
+def mjpg_clip(scene: Scene) -> Path:
+    """What the ffmpeg server of tests/workers/conftest.py streams here: the scene."""
+    return scene.video
+
+
+def _latest(matcher: Matcher, camera: str) -> dict[str, int]:
+    beats = [h for h in matcher.heartbeats if h.camera_id == camera]
+    return dict(max(beats, key=lambda h: h.sequence).counters) if beats else {}
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_worker_reconnects_to_a_restarted_network_stream(scene: Scene, ffmpeg_tcp_server: object,
+                                                         matcher: Matcher, context: zmq.Context) -> None:
+    config = _config(scene, matcher.endpoint)
+    config = replace(config, cameras=(replace(config.cameras[0], source=ffmpeg_tcp_server.url),),
+                     source=replace(config.source, read_timeout_s=2.0, open_timeout_s=5.0, backoff_s=(0.1, 0.5)))
+    stop = threading.Event()
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(report=run_worker(config, context=context, stop=stop)))
+    worker.start()
+    try:
+        _wait_for(lambda: _latest(matcher, "cam1").get("frames", 0) >= 10, 60, "the first frames")
+        ffmpeg_tcp_server.kill()
+        _wait_for(lambda: _latest(matcher, "cam1").get("connected") == 0, 20, "the worker to notice")
+        before = _latest(matcher, "cam1")["frames"]
+        time.sleep(1.0)
+        ffmpeg_tcp_server.start()
+        _wait_for(lambda: _latest(matcher, "cam1").get("frames", 0) >= before + 10, 30, "frames after the restart")
+        after = _latest(matcher, "cam1")
+        assert after["reconnects"] >= 1 and after["ended"] == 0  # frames flow again on the same camera
+    finally:
+        stop.set()
+        worker.join(60)
+    assert not worker.is_alive()
+    report = outcome["report"]
+    assert report.camera_errors == {} and report.counters["cam1.frames"] >= before + 10
