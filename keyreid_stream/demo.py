@@ -27,6 +27,7 @@ from keyreid_stream.contracts import Detections, Frame, Heartbeat, TrackletMessa
 from keyreid_stream.wire import WireError, decode, encode
 from keyreid_stream.workers.hog import HogPersonDetector
 from keyreid_stream.workers.sources import read_video_file
+from keyreid_stream.workers.tracklets import encode_thumbnail
 
 logger = logging.getLogger(__name__)
 
@@ -237,10 +238,4 @@ def _crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
 
 
 def _thumbnail(crop: np.ndarray) -> bytes:
-    scale = THUMBNAIL_HEIGHT / crop.shape[0]
-    resized = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), THUMBNAIL_HEIGHT),
-                         interpolation=cv2.INTER_AREA)
-    ok, buffer = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a JPEG thumbnail")
-    return buffer.tobytes()
+    return encode_thumbnail(crop, THUMBNAIL_HEIGHT)

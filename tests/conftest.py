@@ -117,3 +117,15 @@ def zmq_push_pull(zmq_context: object) -> Iterator[tuple[object, object, str]]:
     finally:
         push.close(linger=0)
         pull.close(linger=0)
+
+
+# --------------------------------------------------------------------------- ultralytics
+
+
+@pytest.fixture(scope="module")
+def yolo_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """ultralytics writes its settings file on import: into a temporary folder, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
+        patch.setenv("YOLO_OFFLINE", "1")
+        yield

@@ -23,6 +23,7 @@ from keyreid_stream.contracts import Tracklet
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import collate_test, dense_clip_tensors, dense_frame_selection
 from keyreid_stream.eval.features import embed_clips, mean_per_tracklet
+from keyreid_stream.keypoints.yolo_pose import resolve_device as resolve_device_name
 from keyreid_stream.workers.tracklets import crop_keypoints
 
 __all__ = ["EmbeddingModel", "TrackletEmbedder", "load_embedding_model"]
@@ -77,9 +78,8 @@ def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: st
 
 
 def resolve_device(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(setting)
+    """``auto``: the first GPU when there is one, else the CPU; an explicit CUDA device must exist."""
+    device = torch.device(resolve_device_name(setting))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"embedding.device is {setting!r} but no CUDA device is available")
     return device

@@ -30,7 +30,8 @@ import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS, Detections, Frame, Tracklet
 
-__all__ = ["KeypointFn", "TrackletAccumulator", "TrackletSegment", "crop_keypoints", "thumbnail_jpeg"]
+__all__ = ["KeypointFn", "TrackletAccumulator", "TrackletSegment", "crop_keypoints", "encode_thumbnail",
+           "thumbnail_jpeg"]
 
 logger = logging.getLogger(__name__)
 
@@ -236,9 +237,15 @@ def thumbnail_jpeg(tracklet: Tracklet, height: int = THUMBNAIL_HEIGHT) -> bytes 
     """A JPEG of the tracklet's largest crop, ``height`` pixels tall (None without crops)."""
     if not tracklet.crops:
         return None
-    crop = max(tracklet.crops, key=lambda image: image.shape[0] * image.shape[1])
+    return encode_thumbnail(max(tracklet.crops, key=lambda image: image.shape[0] * image.shape[1]), height)
+
+
+def encode_thumbnail(crop: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> bytes:
+    """A person crop (BGR) resized to ``height`` pixels tall, as JPEG bytes."""
     width = max(1, round(crop.shape[1] * height / crop.shape[0]))
-    resized = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA if crop.shape[0] > height
-                         else cv2.INTER_LINEAR)
-    ok, buffer = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return buffer.tobytes() if ok else None
+    interpolation = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
+    ok, buffer = cv2.imencode(".jpg", cv2.resize(crop, (width, height), interpolation=interpolation),
+                              [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("OpenCV could not encode a JPEG thumbnail")
+    return buffer.tobytes()

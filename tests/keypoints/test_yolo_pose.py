@@ -6,7 +6,7 @@ nobody. Model sources are checked before anything is loaded: no download, no unp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +21,6 @@ IMAGE_SIZE = 320
 MAX_PEOPLE = 5
 
 
-
-
-@pytest.fixture(scope="module")
-def yolo_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """ultralytics writes its settings file on import: into a temporary folder, not the user's."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
-        patch.setenv("YOLO_OFFLINE", "1")
-        yield
 
 
 def _model(confidence: float) -> YoloPose:

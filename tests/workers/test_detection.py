@@ -8,7 +8,6 @@ function replaced by one that fails at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -117,15 +116,6 @@ def test_public_detections_missing_file(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- YOLO
-
-
-@pytest.fixture(scope="module")
-def yolo_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """ultralytics writes its settings file on import: into a temporary folder, not the user's."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics")))
-        patch.setenv("YOLO_OFFLINE", "1")
-        yield
 
 
 def _yolo(model: str) -> YoloDetector:

@@ -154,17 +154,8 @@ class Matcher(threading.Thread):
 
 
 @pytest.fixture
-def context() -> Iterator[zmq.Context]:
-    context = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
-
-
-@pytest.fixture
-def matcher(context: zmq.Context) -> Iterator[Matcher]:
-    receiver = Matcher(context)
+def matcher(zmq_context: zmq.Context) -> Iterator[Matcher]:
+    receiver = Matcher(zmq_context)
     receiver.start()
     try:
         yield receiver
@@ -184,8 +175,8 @@ def _config(scene: Scene, endpoint: str, **camera: object) -> WorkerConfig:
 
 
 def test_public_detections_become_acknowledged_tracklet_messages(scene: Scene, matcher: Matcher,
-                                                                 context: zmq.Context) -> None:
-    report = run_worker(_config(scene, matcher.endpoint), context=context)
+                                                                 zmq_context: zmq.Context) -> None:
+    report = run_worker(_config(scene, matcher.endpoint), context=zmq_context)
     time.sleep(0.3)  # the last heartbeats
     messages = sorted(matcher.messages, key=lambda m: m.start_time)
     assert len(messages) == 3, [(m.track_id, m.start_time, m.end_time) for m in messages]
@@ -207,17 +198,17 @@ def test_public_detections_become_acknowledged_tracklet_messages(scene: Scene, m
     assert last.counters["frames"] == scene.frames and last.counters["published"] == 3
 
 
-def test_matcher_started_late_receives_everything(scene: Scene, context: zmq.Context) -> None:
-    probe = context.socket(zmq.ROUTER)
+def test_matcher_started_late_receives_everything(scene: Scene, zmq_context: zmq.Context) -> None:
+    probe = zmq_context.socket(zmq.ROUTER)
     port = probe.bind_to_random_port("tcp://127.0.0.1")
     probe.close(linger=0)
     outcome: dict[str, object] = {}
     endpoint = f"tcp://127.0.0.1:{port}"
     worker = threading.Thread(target=lambda: outcome.update(report=run_worker(_config(scene, endpoint),
-                                                                              context=context)))
+                                                                              context=zmq_context)))
     worker.start()
     time.sleep(2.0)
-    receiver = Matcher(context, port=port)
+    receiver = Matcher(zmq_context, port=port)
     receiver.start()
     try:
         worker.join(60)
@@ -258,10 +249,10 @@ def test_sigterm_flushes_the_open_tracklets(tmp_path: Path, matcher: Matcher) ->
     assert "3 acknowledged" in out and "0 dropped" in out
 
 
-def test_one_process_serves_several_cameras(scene: Scene, matcher: Matcher, context: zmq.Context) -> None:
+def test_one_process_serves_several_cameras(scene: Scene, matcher: Matcher, zmq_context: zmq.Context) -> None:
     config = _config(scene, matcher.endpoint)
     cameras = tuple(replace(config.cameras[0], id=name, camera_index=0) for name in ("north", "south"))
-    report = run_worker(replace(config, cameras=cameras), context=context)
+    report = run_worker(replace(config, cameras=cameras), context=zmq_context)
     by_camera: dict[str, list[TrackletMessage]] = {}
     for message in matcher.messages:
         by_camera.setdefault(message.camera_id, []).append(message)
@@ -271,15 +262,15 @@ def test_one_process_serves_several_cameras(scene: Scene, matcher: Matcher, cont
     assert spans["north"] == spans["south"]  # the same video: the same tracklets on both cameras
 
 
-def test_a_dead_camera_does_not_stop_the_others(scene: Scene, matcher: Matcher, context: zmq.Context) -> None:
+def test_a_dead_camera_does_not_stop_the_others(scene: Scene, matcher: Matcher, zmq_context: zmq.Context) -> None:
     config = _config(scene, matcher.endpoint)
-    probe = context.socket(zmq.ROUTER)
+    probe = zmq_context.socket(zmq.ROUTER)
     port = probe.bind_to_random_port("tcp://127.0.0.1")
     probe.close(linger=0)  # nothing listens there any more
     dead = replace(config.cameras[0], id="dead", source=f"tcp://127.0.0.1:{port}")
     config = replace(config, cameras=(config.cameras[0], dead),
                      source=replace(config.source, max_reconnects=1, backoff_s=(0.1, 0.2), open_timeout_s=1.0))
-    report = run_worker(config, context=context)
+    report = run_worker(config, context=zmq_context)
     assert "dead" in report.camera_errors and "cam1" not in report.camera_errors
     assert len(matcher.messages) == 3 and {m.camera_id for m in matcher.messages} == {"cam1"}
 
@@ -303,13 +294,13 @@ def _wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
 
 
 def test_worker_reconnects_to_a_restarted_network_stream(scene: Scene, ffmpeg_tcp_server: object,
-                                                         matcher: Matcher, context: zmq.Context) -> None:
+                                                         matcher: Matcher, zmq_context: zmq.Context) -> None:
     config = _config(scene, matcher.endpoint)
     config = replace(config, cameras=(replace(config.cameras[0], source=ffmpeg_tcp_server.url),),
                      source=replace(config.source, read_timeout_s=2.0, open_timeout_s=5.0, backoff_s=(0.1, 0.5)))
     stop = threading.Event()
     outcome: dict[str, object] = {}
-    worker = threading.Thread(target=lambda: outcome.update(report=run_worker(config, context=context, stop=stop)))
+    worker = threading.Thread(target=lambda: outcome.update(report=run_worker(config, context=zmq_context, stop=stop)))
     worker.start()
     try:
         _wait_for(lambda: _latest(matcher, "cam1").get("frames", 0) >= 10, 60, "the first frames")
