@@ -166,6 +166,25 @@ def test_yolo_batches_frames_of_several_cameras(yolo: YoloDetector, monkeypatch:
     assert yolo.detect([]) == []
 
 
+def test_an_onnx_export_detects_like_the_pytorch_model(yolo: YoloDetector, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's own export: the same network exported to ONNX here (offline) and loaded from its file."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    monkeypatch.chdir(tmp_path)  # ultralytics writes the export next to the working directory's model name
+    exported = Path(yolo.model.export(format="onnx", imgsz=IMAGE_SIZE, simplify=False, dynamic=False))
+    onnx = YoloDetector(str(exported), device="cpu", confidence=0.0, image_size=IMAGE_SIZE, max_people=MAX_PEOPLE)
+    try:
+        expected, found = yolo.detect(FRAMES), onnx.detect(FRAMES)  # a batch-1 export: ultralytics splits
+    finally:
+        onnx.close()
+    for ours, theirs, frame in zip(found, expected, FRAMES):
+        _assert_inside(ours, frame)
+        best, reference = int(np.argmax(ours.scores)), int(np.argmax(theirs.scores))
+        np.testing.assert_allclose(ours.boxes[best], theirs.boxes[reference], atol=1.0)
+        assert ours.scores[best] == pytest.approx(theirs.scores[reference], abs=1e-3)
+
+
 def test_yolo_pose_model_gives_keypoints(yolo_pose: YoloDetector) -> None:
     assert yolo_pose.gives_keypoints and yolo_pose.name == "yolo-pose" and yolo_pose.task == "pose"
     found = yolo_pose.detect(FRAMES)
