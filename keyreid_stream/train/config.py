@@ -10,16 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keyreid_stream.config.schema import LoggingConfig
+from keyreid_stream.config.schema import LoggingConfig, _require
 from keyreid_stream.model.losses import LossWeights
 
 __all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ModelConfig", "OptimConfig", "RunConfig",
            "SamplerConfig", "TrainingConfig"]
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keyreid_stream.config.schema import LoggingConfig
+from keyreid_stream.config.schema import LoggingConfig, _require
 
 __all__ = ["CameraConfig", "DetectorConfig", "EmbeddingConfig", "MetricsConfig", "PoseConfig", "PublishConfig",
            "SourceConfig", "TrackerConfig", "TrackletConfig", "WorkerConfig"]
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
 
 
 @dataclass(frozen=True)
