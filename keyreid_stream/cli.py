@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     from keyreid_stream.workers.cli import add_commands as add_worker_commands
 
     add_worker_commands(commands)
+    from keyreid_stream.matcher.cli import add_commands as add_matcher_commands
+
+    add_matcher_commands(commands)
+    from keyreid_stream.matcher.query_cli import add_commands as add_query_commands
+
+    add_query_commands(commands)
     return parser
 
 
@@ -115,6 +121,9 @@ _LAZY_ERRORS = (
     ("keyreid_stream.data.video", "FrameReadError"),
     ("keyreid_stream.workers.cli", "WorkerInputError"),
     ("keyreid_stream.workers.detection", "DetectorError"),
+    ("keyreid_stream.matcher.cli", "MatcherInputError"),
+    ("keyreid_stream.matcher.store", "StoreError"),
+    ("keyreid_stream.matcher.query_cli", "QueryError"),
 )
 
 

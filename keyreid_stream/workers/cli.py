@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import signal
 import threading
 from pathlib import Path
 
 from keyreid_stream.config import load_config
 from keyreid_stream.config.loader import ConfigError
 from keyreid_stream.logs import setup_logging
+from keyreid_stream.signals import stop_on_signals
 
 __all__ = ["WorkerInputError", "add_commands", "format_report"]
 
@@ -70,19 +69,6 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - WorkerConfig, imported la
     return dataclasses.replace(config, **changes)
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
-    """SIGTERM / SIGINT set ``stop``; a second one exits at once. Returns the previous handlers."""
-
-    def handle(signum: int, _frame: object) -> None:
-        if stop.is_set():
-            logger.warning("second %s: exiting without flushing", signal.Signals(signum).name)
-            os._exit(130)
-        logger.info("%s: stopping (flushing the open tracklets)", signal.Signals(signum).name)
-        stop.set()
-
-    return {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
-
-
 def _worker(args: argparse.Namespace) -> int:
     from keyreid_stream.workers.service import run_worker
 
@@ -92,16 +78,12 @@ def _worker(args: argparse.Namespace) -> int:
         raise
     except ValueError as exc:
         raise WorkerInputError(str(exc)) from exc
-    stop = threading.Event()
-    previous = _install_signal_handlers(stop)
     try:
-        report = run_worker(config, stop=stop)
+        with stop_on_signals(threading.Event(), "flushing the open tracklets") as stop:
+            report = run_worker(config, stop=stop)
     except ValueError as exc:
         logger.debug("worker failed", exc_info=True)
         raise WorkerInputError(str(exc)) from exc
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     print(format_report(report, [camera.id for camera in config.cameras]))
     return 1 if len(report.camera_errors) == len(config.cameras) else 0
 

@@ -174,14 +174,21 @@ def test_parse_override_parses_yaml_values() -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
     """Training configs (data / model / optim sections, or built on another file) load into the trainer's
-    schema, worker configs (cameras / detector / embedding) into the worker's, the others into the service
-    schema."""
+    schema, worker configs (cameras / detector / embedding) into the worker's, matcher configs (ingest /
+    association / index) into the matcher's, camera topologies (transits) through the topology reader, the others
+    into the service schema."""
+    from keyreid_stream.matcher.config import MatcherConfig
+    from keyreid_stream.matcher.topology import Topology, load_topology
     from keyreid_stream.train.config import TrainingConfig
     from keyreid_stream.workers.config import WorkerConfig
 
     sections = set(yaml.safe_load(path.read_text()) or {})
+    if "transits" in sections:
+        assert isinstance(load_topology(path), Topology)
+        return
     schema = TrainingConfig if sections & {"data", "model", "optim", "_base_"} else Config
     schema = WorkerConfig if sections & {"cameras", "detector", "embedding"} else schema
+    schema = MatcherConfig if sections & {"ingest", "association", "index"} else schema
     assert isinstance(load_config(schema, path), schema)
 
 

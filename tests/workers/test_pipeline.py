@@ -3,6 +3,7 @@ random weights) -> acknowledged ZeroMQ delivery to a ROUTER socket that the test
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -318,3 +319,37 @@ def test_worker_reconnects_to_a_restarted_network_stream(scene: Scene, ffmpeg_tc
     assert not worker.is_alive()
     report = outcome["report"]
     assert report.camera_errors == {} and report.counters["cam1.frames"] >= before + 10
+
+
+@pytest.mark.redis
+def test_two_cameras_into_the_real_matcher(scene: Scene, redis_client, zmq_context: zmq.Context) -> None:
+    """The worker and the matcher together: both cameras show the same walkers, so each identity gets exactly the
+    two tracklets (one per camera) of one walker, stored with thumbnails, and the heartbeats reach Redis."""
+    from keyreid_stream.matcher.config import local_config
+    from keyreid_stream.matcher.keys import Keys
+    from keyreid_stream.matcher.service import MatcherThread
+
+    kwargs = redis_client.connection_pool.connection_kwargs
+    matcher_config = local_config(f"redis://{kwargs['host']}:{kwargs['port']}/0", recluster_every_s=0)
+    keys = Keys()
+    config = _config(scene, matcher_config.ingest.listen)
+    cameras = tuple(replace(config.cameras[0], id=name) for name in ("north", "south"))
+    with MatcherThread(matcher_config, context=zmq_context) as matcher:
+        report = run_worker(replace(config, cameras=cameras), context=zmq_context)
+        assert report.publisher.acked == 6
+        _wait_for(lambda: redis_client.get(keys.cursor) == redis_client.xrevrange(keys.stream, count=1)[0][0],
+                  30, "association")
+        time.sleep(0.5)  # the final heartbeats
+    assert matcher.report.ingest.stored == 6 and matcher.report.association.decided == 6
+    members = {}
+    for gid in redis_client.zrange(keys.identities, 0, -1):
+        ids = [m.decode() for m in redis_client.zrange(keys.members(gid.decode()), 0, -1)]
+        rows = [redis_client.hmget(keys.tracklet(i), ("camera", "start", "end", "thumb")) for i in ids]
+        members[gid] = sorted((c.decode(), round(float(e) - float(s), 1), t) for c, s, e, t in rows)
+    assert len(members) == 3, members
+    for rows in members.values():
+        assert [r[0] for r in rows] == ["north", "south"] and rows[0][1] == rows[1][1]
+        assert all(r[2] == b"1" for r in rows)  # thumbnails stored
+    for camera in ("north", "south"):
+        heartbeat = json.loads(redis_client.hget(keys.cameras, camera))
+        assert heartbeat["counters"]["frames"] == scene.frames

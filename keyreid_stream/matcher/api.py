@@ -1,0 +1,355 @@
+"""The matcher's HTTP query API (FastAPI, served by uvicorn in a background thread): identities, tracklets,
+links, statistics, and search by descriptor or image crop. ``GET /docs`` shows the OpenAPI document.
+
+Every answer is JSON shaped by a dataclass of :mod:`keyreid_stream.matcher.answers`. Every error is JSON too,
+``{"error": "<code>", "detail": "<message>"}``, never a stack trace:
+
+====  ==========================  ===============================================================================
+400   ``bad_request``             a malformed id, parameter, JSON body or descriptor (FastAPI's validation errors
+                                  included: this API answers 400, not 422, for every bad input)
+401   ``unauthorized``            a token is configured and the request has no ``Authorization: Bearer <token>``
+                                  or a wrong one (with ``WWW-Authenticate: Bearer``)
+404   ``not_found``               no such identity, tracklet, thumbnail or path
+413   ``payload_too_large``       the body is larger than ``max_body_bytes`` (declared or actually sent)
+415   ``unsupported_media_type``  image search with a body that is not ``image/jpeg`` or ``image/png``
+501   ``not_implemented``         image search on a matcher started without the re-ID model
+503   ``redis_unavailable``       Redis does not answer (``/health`` answers 503 with its report when degraded)
+500   ``internal_error``          anything unexpected (logged with its traceback)
+====  ==========================  ===============================================================================
+
+With a token, every endpoint but ``/health``, ``/openapi.json`` and ``/docs`` requires it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fastapi
+import redis
+import uvicorn
+from fastapi import Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyreid_stream import __version__
+from keyreid_stream.contracts import MAX_DESCRIPTOR_DIM
+from keyreid_stream.matcher.answers import (
+    BadQuery,
+    CameraView,
+    Health,
+    IdentitySummary,
+    IdentityView,
+    LinkView,
+    NotFound,
+    SearchHit,
+    Stats,
+    TrackletView,
+    Unavailable,
+)
+from keyreid_stream.matcher.queries import MatcherQueries
+
+__all__ = ["ApiServer", "DescriptorQuery", "ErrorBody", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("image/jpeg", "image/png")
+DESCRIPTION = (
+    "Identities, tracklets, appearance links and statistics of a keyreid-stream matcher, and search by descriptor "
+    "or person crop. Times are unix seconds. Errors are JSON `{\"error\": code, \"detail\": message}`: 400 "
+    "bad_request (every invalid input, validation errors included), 401 unauthorized, 404 not_found, 413 "
+    "payload_too_large, 415 unsupported_media_type, 501 not_implemented, 503 redis_unavailable, 500 internal_error."
+)
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+          413: "payload_too_large", 415: "unsupported_media_type", 500: "internal_error", 501: "not_implemented",
+          503: "redis_unavailable"}
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="a stable code: bad_request, unauthorized, not_found, payload_too_large, ...")
+    detail: str = Field(description="a readable message")
+
+
+class DescriptorQuery(BaseModel):
+    """A search by descriptor: the vector (any scale, it is L2-normalised), how many identities, and its space
+    (needed only when several descriptor spaces have its dimension)."""
+
+    model_config = ConfigDict(extra="forbid")
+    descriptor: list[float] = Field(min_length=1, max_length=MAX_DESCRIPTOR_DIM)
+    k: int = Field(5, ge=1, description="how many identities to return")
+    space: str | None = Field(None, description="descriptor space, e.g. keyreid_vit_base@sha256:0123abcd/768")
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": _CODES.get(status, "http_error"), "detail": detail}, status_code=status,
+                        headers=headers)
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _CODES[code].replace("_", " ")} for code in codes}
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
+
+
+class _Guard:
+    """ASGI middleware around the routes: refuses bodies over the limit (by Content-Length, or counted while they
+    arrive) and turns any exception the handlers did not map into a logged, generic 500."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
+            status = 413 if declared.isdigit() else 400
+            detail = str(_BodyTooLarge(self.max_body_bytes).detail) if status == 413 else "bad Content-Length"
+            await _error(status, detail, {"Connection": "close"})(scope, receive, send)
+            return
+        received, started = 0, False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                raise _BodyTooLarge(self.max_body_bytes)
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracked_send)
+        except _BodyTooLarge as exc:
+            if not started:
+                await _error(413, str(exc.detail), {"Connection": "close"})(scope, receive, send)
+        except Exception:
+            logger.exception("query API: unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _error(500, "internal server error")(scope, receive, send)
+
+
+def _install_error_handlers(app: fastapi.FastAPI) -> None:
+    async def not_found(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(404, str(exc))
+
+    async def bad_query(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(400, str(exc))
+
+    async def unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(501, str(exc))
+
+    async def redis_down(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("query API: redis unavailable for %s %s: %s", request.method, request.url.path, exc)
+        return _error(503, "the matcher's Redis does not answer; try again later")
+
+    async def invalid(_request: Request, exc: Exception) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg', 'invalid')}"
+                    for e in exc.errors()]  # type: ignore[attr-defined]
+        return _error(400, "; ".join(problems) or "invalid request")
+
+    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+    for error, handler in ((NotFound, not_found), (BadQuery, bad_query), (Unavailable, unavailable),
+                           (redis.ConnectionError, redis_down), (redis.TimeoutError, redis_down),
+                           (RequestValidationError, invalid), (StarletteHTTPException, http_error)):
+        app.add_exception_handler(error, handler)
+
+
+def _bearer(token: str) -> Callable[..., None]:
+    """The dependency that checks ``Authorization: Bearer <token>`` (constant-time comparison)."""
+    scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
+                        description="Authorization: Bearer <token>, the token the matcher was started with")
+    expected = token.encode()
+
+    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
+        if credentials is None:
+            raise HTTPException(401, "this API needs 'Authorization: Bearer <token>'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), expected):
+            raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    return require_token
+
+
+def create_app(queries: MatcherQueries, *, token: str | None = None, max_body_bytes: int = 4 << 20,
+               title: str = "keyreid-stream matcher") -> fastapi.FastAPI:
+    """The query API over ``queries``; ``token``: require ``Authorization: Bearer <token>`` (except /health)."""
+    app = fastapi.FastAPI(title=title, version=__version__, description=DESCRIPTION)
+    app.add_middleware(_Guard, max_body_bytes=max_body_bytes)
+    _install_error_handlers(app)
+
+    @app.get("/health", response_model=Health, summary="Liveness and readiness (no token needed)",
+             description="Redis reachability and the service's own state. 200 when ok, 503 when degraded (the "
+                         "body says why).", responses={503: {"model": Health, "description": "degraded"}})
+    def health(response: Response) -> Health:
+        report = queries.health()
+        response.status_code = 200 if report.status == "ok" else 503
+        return report
+
+    router = fastapi.APIRouter(dependencies=[Depends(_bearer(token))] if token else [],
+                               responses=_responses(400, 401, 503) if token else _responses(400, 503))
+    _add_state_routes(router, queries)
+    _add_search_routes(router, queries)
+    app.include_router(router)
+    return app
+
+
+def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> None:
+    @router.get("/stats", response_model=Stats, summary="Counters, sizes, association lag",
+                description="Ingest counters shared by all matchers, stored tracklets, live identities, the vector "
+                            "index size per descriptor space, association lag and the lease owner.")
+    def stats() -> Stats:
+        return queries.stats()
+
+    @router.get("/cameras", response_model=list[CameraView], summary="Cameras and their last heartbeat",
+                description="Every camera that sent tracklets or heartbeats, with its number of stored tracklets.")
+    def cameras() -> list[CameraView]:
+        return queries.cameras()
+
+    @router.get("/identities", response_model=list[IdentitySummary], summary="Recent identities",
+                description="Identities with a tracklet ending in [since, until] (unix seconds), on `camera` when "
+                            "given, most recent first.")
+    def identities(camera: str | None = Query(None, description="only identities seen on this camera"),
+                   since: float | None = Query(None, description="unix seconds"),
+                   until: float | None = Query(None, description="unix seconds"),
+                   limit: int | None = Query(None, description="at most this many (default 100)"),
+                   ) -> list[IdentitySummary]:
+        return queries.identities(camera=camera, since=since, until=until, limit=limit)
+
+    @router.get("/identities/{gid}", response_model=IdentityView, summary="One identity: tracklets and timeline",
+                description="Its tracklets, cameras, per-camera visits and the ordered visits across cameras, and "
+                            "its recent decision log. A merged identity answers the identity it was merged into "
+                            "(`requested_id` vs `identity_id`).", responses=_responses(404))
+    def identity(gid: str) -> IdentityView:
+        return queries.identity(gid)
+
+    @router.get("/tracklets/{tid}", response_model=TrackletView, summary="One tracklet and its decision",
+                description="Its metadata, identity, the decision explanation (candidates, rejected identities) "
+                            "and its appearance link.", responses=_responses(404))
+    def tracklet(tid: str) -> TrackletView:
+        return queries.tracklet(tid)
+
+    @router.get("/tracklets/{tid}/thumbnail", response_class=Response, summary="A tracklet's thumbnail (JPEG)",
+                description="The person crop the worker sent with the tracklet.",
+                responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}, **_responses(404)})
+    def thumbnail(tid: str) -> Response:
+        return Response(queries.thumbnail(tid), media_type="image/jpeg", headers={"Cache-Control": "private"})
+
+    @router.get("/links", response_model=list[LinkView], summary="Appearance links of a camera",
+                description="Tracklets ending in [start, end] that were linked by appearance to or from `camera`, "
+                            "oldest first.")
+    def links(camera: str = Query(description="camera id"), start: float | None = Query(None, description="unix s"),
+              end: float | None = Query(None, description="unix seconds"),
+              limit: int | None = Query(None, description="at most this many (default 1000)")) -> list[LinkView]:
+        return queries.links(camera, start, end, limit)
+
+
+def _add_search_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> None:
+    @router.post("/search/descriptor", response_model=list[SearchHit], summary="Search identities by descriptor",
+                 description="The k identities whose tracklets are nearest (cosine) to the descriptor, best first.",
+                 responses=_responses(413))
+    def search_descriptor(query: DescriptorQuery) -> list[SearchHit]:
+        return queries.search_descriptor(query.descriptor, query.k, query.space)
+
+    image_body = {"required": True, "content": {kind: {"schema": {"type": "string", "format": "binary"}}
+                                                for kind in IMAGE_TYPES}}
+
+    @router.post("/search/image", response_model=list[SearchHit], summary="Search identities by person crop",
+                 description="Send a person crop as the raw body (Content-Type image/jpeg or image/png); it is "
+                             "embedded with the workers' re-ID model and searched like a descriptor.",
+                 openapi_extra={"requestBody": image_body}, responses=_responses(413, 415, 501))
+    async def search_image(request: Request, k: int = Query(5, description="how many identities")) -> list[SearchHit]:
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media not in IMAGE_TYPES:
+            raise HTTPException(415, f"send the crop as {' or '.join(IMAGE_TYPES)}, not {media or 'no type'!r}")
+        body = await request.body()
+        return await run_in_threadpool(queries.search_image, body, k)
+
+
+class ApiServer:
+    """uvicorn serving ``app`` from a background thread; ``port`` 0 picks a free port (see :attr:`port`)."""
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 8080, *, log_level: str = "warning",
+                 access_log: bool = False, graceful_timeout_s: float = 5.0) -> None:
+        self.app, self.host, self.requested_port = app, host, port
+        self.log_level, self.access_log, self.graceful_timeout_s = log_level, access_log, graceful_timeout_s
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> ApiServer:
+        """Bind, start serving, and return once the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("the API server is already running")
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.requested_port))
+            sock.listen(1024)
+        except OSError:
+            sock.close()
+            raise
+        self._socket, self.port = sock, int(sock.getsockname()[1])
+        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level=self.log_level, log_config=None,
+                                access_log=self.access_log, lifespan="off",
+                                timeout_graceful_shutdown=max(1, round(self.graceful_timeout_s)))
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="query-api",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the query API did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        logger.info("query API on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, let running requests finish (up to ``graceful_timeout_s``), then return."""
+        server, thread = self._server, self._thread
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(self.graceful_timeout_s + 2.0)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(2.0)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> ApiServer:  # noqa: PYI034
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

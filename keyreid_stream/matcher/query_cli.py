@@ -1,0 +1,340 @@
+"""``keyreid-stream query``: ask a running matcher's HTTP API about identities, tracklets, links, and search.
+
+Standard library only (urllib), so it runs anywhere the package is installed. The API token is read from an
+environment variable (``--token-env``, default ``$KEYREID_API_TOKEN``), never from the command line, where other
+users could see it. ``--json`` prints the API's raw JSON; the default is a readable summary. Times are unix
+seconds or ISO-8601 (UTC unless the text has an offset). Every failure (connection refused, an HTTP error with
+the server's message, an unreadable file) raises :class:`QueryError` with one readable line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["QueryClient", "QueryError", "add_commands", "parse_time", "run_query"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_ENV = "KEYREID_API_TOKEN"
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class QueryError(Exception):
+    """The query failed: the matcher is unreachable, answered an error, or an input file is unreadable."""
+
+
+# ------------------------------------------------------------------------------------------ client
+
+
+class QueryClient:
+    """A minimal JSON client of the query API."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 10.0) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise QueryError(f"--url must be http://HOST:PORT or https://..., got {url!r}")
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+
+    def get(self, path: str, params: Mapping[str, object] | None = None, *, accept: Sequence[int] = ()) -> Any:
+        return self._request("GET", path, params, accept=accept)
+
+    def post(self, path: str, body: bytes, content_type: str, params: Mapping[str, object] | None = None) -> Any:
+        return self._request("POST", path, params, body, content_type)
+
+    def _request(self, method: str, path: str, params: Mapping[str, object] | None = None, body: bytes | None = None,
+                 content_type: str | None = None, accept: Sequence[int] = ()) -> Any:
+        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        request = urllib.request.Request(self.url + path + (f"?{query}" if query else ""), data=body, method=method)
+        request.add_header("Accept", "application/json")
+        if content_type:
+            request.add_header("Content-Type", content_type)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return _json(response.read(), f"{method} {path}")
+        except urllib.error.HTTPError as exc:
+            payload = exc.read(_MAX_ERROR_BODY)
+            exc.close()
+            if exc.code in accept:
+                return _json(payload, f"{method} {path}")
+            raise QueryError(self._http_error(method, path, exc.code, payload)) from None
+        except urllib.error.URLError as exc:
+            reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
+            raise QueryError(f"cannot reach the matcher API at {self.url}: {reason}") from None
+        except TimeoutError:
+            raise QueryError(f"no answer from the matcher API at {self.url} within {self.timeout:g} s") from None
+        except (ConnectionError, OSError) as exc:
+            raise QueryError(f"connection to the matcher API at {self.url} failed: {exc}") from None
+
+    def _http_error(self, method: str, path: str, status: int, payload: bytes) -> str:
+        try:
+            data = json.loads(payload)
+            message = f"{data['error']}: {data['detail']}"
+        except (ValueError, KeyError, TypeError):
+            message = payload.decode("utf-8", "replace").strip()[:200] or "no details"
+        hint = ""
+        if status == 401 and not self.token:
+            hint = " (the API needs a token: put it in the environment variable named by --token-env)"
+        return f"{method} {path}: HTTP {status} {message}{hint}".replace("\n", " ")
+
+
+def _json(payload: bytes, what: str) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise QueryError(f"{what}: the server did not answer JSON") from None
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds (``1700000000.5``) or ISO-8601 (``2024-05-01T12:00:00``, UTC unless an offset is given)."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected unix seconds or an ISO-8601 time, got {text!r}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        value = moment.timestamp()
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite time, got {text!r}")
+    return value
+
+
+def load_descriptor(path: Path) -> list[float]:
+    """A descriptor from ``.npy`` (one vector) or ``.json`` (a list, or ``{"descriptor": [...]}``)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            import numpy as np
+
+            values = np.load(path, allow_pickle=False)
+            if values.ndim == 2 and values.shape[0] == 1:
+                values = values[0]
+            if values.ndim != 1 or values.dtype.kind not in "fiu":
+                raise QueryError(f"{path}: expected one numeric vector, got {values.dtype} {values.shape}")
+            return [float(v) for v in values]
+        if path.suffix.lower() == ".json":
+            data = json.loads(path.read_text())
+            data = data.get("descriptor") if isinstance(data, dict) else data
+            if not isinstance(data, list) or not all(isinstance(v, (int, float)) for v in data):
+                raise QueryError(f"{path}: expected a JSON list of numbers or {{\"descriptor\": [...]}}")
+            return [float(v) for v in data]
+    except OSError as exc:
+        raise QueryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise QueryError(f"{path}: not a valid descriptor file ({exc})") from None
+    raise QueryError(f"{path}: a descriptor file must be .npy or .json")
+
+
+def load_image(path: Path) -> tuple[bytes, str]:
+    """The bytes of a JPEG or PNG file and its content type (from its first bytes, not its name)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise QueryError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if data.startswith(b"\xff\xd8\xff"):
+        return data, "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return data, "image/png"
+    raise QueryError(f"{path}: not a JPEG or PNG image")
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def _when(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], empty: str = "(none)") -> str:
+    if not rows:
+        return empty
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(headers)]
+    lines = [headers, *cells]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _pairs(data: Mapping[str, object]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in data.items()) or "-"
+
+
+def format_health(data: Mapping[str, Any]) -> str:
+    lines = [f"status: {data['status']}", f"redis: {'reachable' if data['redis'] else 'UNREACHABLE'}"]
+    lines += [f"problem: {problem}" for problem in data.get("problems", [])]
+    lines += [f"{key}: {value}" for key, value in data.get("service", {}).items()]
+    return "\n".join(lines)
+
+
+def format_stats(data: Mapping[str, Any]) -> str:
+    lag = data["association_lag_s"]
+    return "\n".join([
+        f"tracklets: {data['tracklets']}   identities: {data['identities']}",
+        (f"received: {data['received']}   stored: {data['stored']}   duplicates: {data['duplicates']}   "
+         f"rejected: {_pairs(data['rejected'])}"),
+        f"index: {_pairs(data['spaces'])}",
+        f"association lag: {'-' if lag is None else f'{lag:.1f} s'}   lease owner: {data['lease_owner'] or '-'}",
+        *(f"{key}: {value}" for key, value in data.get("service", {}).items()),
+    ])
+
+
+def format_cameras(rows: Sequence[Mapping[str, Any]]) -> str:
+    table = []
+    for row in rows:
+        beat = row["last_heartbeat"] or {}
+        table.append([row["camera_id"], row["tracklets"], _when(beat.get("received_at")), beat.get("sequence", "-")])
+    return _table(["camera", "tracklets", "last heartbeat", "sequence"], table)
+
+
+def format_identities(rows: Sequence[Mapping[str, Any]]) -> str:
+    return _table(["identity", "last seen", "first seen", "tracklets"],
+                  [[r["identity_id"], _when(r["last_seen"]), _when(r["first_seen"]), r["num_tracklets"]] for r in rows])
+
+
+def format_identity(data: Mapping[str, Any]) -> str:
+    name = data["identity_id"]
+    if data["requested_id"] != name:
+        name += f" (asked for {data['requested_id']}, merged: {' -> '.join([*data['merged_from'], name])})"
+    shown = f", showing {len(data['tracklets'])}" if data["truncated"] else ""
+    tracklets = [[t["tracklet_id"], t["camera_id"], t["track_id"], _when(t["start_time"]), _when(t["end_time"]),
+                  t["decision_kind"] or "-", _score(t["decision_score"])] for t in data["tracklets"]]
+    visits = [[v["camera_id"], _when(v["start_time"]), _when(v["end_time"]), v["tracklets"]] for v in data["visits"]]
+    return "\n".join([
+        f"identity {name}",
+        (f"seen {_when(data['first_seen'])} .. {_when(data['last_seen'])} on {', '.join(data['cameras']) or '-'}; "
+         f"{data['num_tracklets']} tracklets{shown}"),
+        "", "visits:", _table(["camera", "from", "to", "tracklets"], visits),
+        "", "tracklets:", _table(["tracklet", "camera", "track", "start", "end", "decision", "score"], tracklets),
+    ])
+
+
+def format_tracklet(data: Mapping[str, Any]) -> str:
+    lines = [(f"tracklet {data['tracklet_id']}: camera {data['camera_id']} track {data['track_id']}, "
+              f"{_when(data['start_time'])} .. {_when(data['end_time'])}, {data['num_frames']} frames"),
+             (f"identity: {data['identity'] or '- (not associated yet)'}   space: {data['space']}   "
+              f"thumbnail: {'yes' if data['has_thumbnail'] else 'no'}")]
+    decision, link = data.get("decision"), data.get("link")
+    if decision:
+        lines.append(f"decision: {decision['kind']} score {_score(decision['score'])}"
+                     + (f" via {decision['matched_tracklet']}" if decision["matched_tracklet"] else ""))
+        lines += [f"  candidate {c['identity']} {_score(c['score'])} ({c['tracklet_id']})"
+                  for c in decision["candidates"]]
+        lines += [f"  rejected {r['identity']}: {r['reason']}" for r in decision["rejected"]]
+    if link:
+        lines.append(f"link: {link['kind']} to {link['tracklet_id']} on {link['camera_id'] or '?'} "
+                     f"score {_score(link['score'])}")
+    return "\n".join(lines)
+
+
+def format_links(rows: Sequence[Mapping[str, Any]]) -> str:
+    return _table(["tracklet", "camera", "end", "identity", "linked tracklet", "linked camera", "score", "kind"],
+                  [[r["tracklet_id"], r["camera_id"], _when(r["end_time"]), r["identity"] or "-", r["linked_tracklet"],
+                    r["linked_camera"] or "-", _score(r["score"]), r["kind"]] for r in rows])
+
+
+def format_search(rows: Sequence[Mapping[str, Any]]) -> str:
+    return _table(["rank", "identity", "score", "best tracklet", "camera", "hits"],
+                  [[i, r["identity_id"], _score(r["score"]), r["best_tracklet"], r["best_camera"], r["tracklets_hit"]]
+                   for i, r in enumerate(rows, 1)], empty="(no match)")
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def _ask(client: QueryClient, args: argparse.Namespace) -> tuple[Any, Callable[[Any], str]]:
+    """Send the subcommand's request: (the answer, its formatter)."""
+    command = args.query_command
+    if command == "health":
+        return client.get("/health", accept=(503,)), format_health
+    if command in ("stats", "cameras"):
+        return client.get(f"/{command}"), format_stats if command == "stats" else format_cameras
+    if command == "identities":
+        params = {"camera": args.camera, "since": args.since, "until": args.until, "limit": args.limit}
+        return client.get("/identities", params), format_identities
+    if command == "identity":
+        return client.get(f"/identities/{urllib.parse.quote(args.gid, safe='')}"), format_identity
+    if command == "tracklet":
+        return client.get(f"/tracklets/{urllib.parse.quote(args.tid, safe='')}"), format_tracklet
+    if command == "links":
+        params = {"camera": args.camera, "start": args.start, "end": args.end, "limit": args.limit}
+        return client.get("/links", params), format_links
+    if args.image is not None:
+        data, content_type = load_image(args.image)
+        return client.post("/search/image", data, content_type, {"k": args.k}), format_search
+    body = json.dumps({"descriptor": load_descriptor(args.descriptor), "k": args.k, "space": args.space})
+    return client.post("/search/descriptor", body.encode(), "application/json"), format_search
+
+
+def run_query(args: argparse.Namespace) -> int:
+    """The ``query`` handler: 0, or 1 when ``health`` reports a degraded matcher."""
+    if not getattr(args, "query_command", None):
+        args.query_parser.print_help()
+        return 2
+    token = os.environ.get(args.token_env) or None
+    answer, formatter = _ask(QueryClient(args.url, token=token, timeout=args.timeout), args)
+    print(json.dumps(answer, indent=2) if args.json else formatter(answer))
+    degraded = args.query_command == "health" and answer.get("status") != "ok"
+    return 1 if degraded else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "query", help="ask a running matcher: identities, tracklets, links, search",
+        description="Query a running matcher's HTTP API. The token, when the API needs one, is read from the "
+                    f"environment variable named by --token-env (default {TOKEN_ENV}).")
+    parser.add_argument("--url", default=DEFAULT_URL, help=f"the matcher's API (default {DEFAULT_URL})")
+    parser.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",
+                        help=f"environment variable holding the API token (default {TOKEN_ENV})")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
+    parser.set_defaults(handler=run_query, query_parser=parser, query_command=None)
+    sub = parser.add_subparsers(title="query commands", metavar="SUBCOMMAND", dest="query_command")
+    sub.add_parser("health", help="is the matcher healthy (exit status 1 when degraded)")
+    sub.add_parser("stats", help="counters, sizes, association lag")
+    sub.add_parser("cameras", help="cameras, their tracklets and last heartbeat")
+    when = "unix seconds or ISO-8601"
+    identities = sub.add_parser("identities", help="recent identities, most recent first")
+    identities.add_argument("--camera", help="only identities seen on this camera")
+    identities.add_argument("--since", type=parse_time, help=f"seen at or after ({when})")
+    identities.add_argument("--until", type=parse_time, help=f"seen at or before ({when})")
+    identities.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 100)")
+    sub.add_parser("identity", help="one identity: timeline and tracklets").add_argument("gid", help="e.g. g42")
+    sub.add_parser("tracklet", help="one tracklet and its decision").add_argument("tid", help="32 hex characters")
+    links = sub.add_parser("links", help="appearance links to or from a camera")
+    links.add_argument("--camera", required=True)
+    links.add_argument("--start", type=parse_time, help=f"tracklets ending at or after ({when})")
+    links.add_argument("--end", type=parse_time, help=f"tracklets ending at or before ({when})")
+    links.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 1000)")
+    search = sub.add_parser("search", help="the identities nearest to a descriptor or a person crop")
+    source = search.add_mutually_exclusive_group(required=True)
+    source.add_argument("--descriptor", type=Path, metavar="FILE", help="a .npy or .json descriptor")
+    source.add_argument("--image", type=Path, metavar="FILE", help="a JPEG or PNG person crop")
+    search.add_argument("--k", type=_positive, default=5, help="how many identities (default 5)")
+    search.add_argument("--space", help="descriptor space, when several have the descriptor's dimension")

@@ -1,0 +1,314 @@
+"""The matcher process: ingest (ZeroMQ -> Redis), association (lease holder only), the vector index and the API.
+
+Threads: the caller's thread runs the :class:`~keyreid_stream.matcher.ingest.Ingestor` on the ROUTER socket;
+one thread runs the :class:`~keyreid_stream.matcher.leader.Associator`; one keeps the faiss
+:class:`~keyreid_stream.matcher.index.GalleryIndex` in step with Redis (:class:`IndexSync`: rebuilt from Redis at
+start, then tailing the stream of stored tracklets, so it also sees what other matchers ingest); uvicorn serves
+the HTTP API in another. Each thread survives Redis outages with backoff. ``stop`` ends them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import redis
+import zmq
+
+from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
+from keyreid_stream.matcher.index import GalleryIndex
+from keyreid_stream.matcher.ingest import Ingestor, IngestStats, Outage, bind_router
+from keyreid_stream.matcher.keys import Keys
+from keyreid_stream.matcher.leader import AssociationStats, Associator
+from keyreid_stream.matcher.lease import Lease
+from keyreid_stream.matcher.store import TrackletStore, load_tracklets
+from keyreid_stream.matcher.topology import load_topology
+
+__all__ = ["IndexSync", "MatcherReport", "MatcherThread", "connect_redis", "read_token", "run_matcher"]
+
+logger = logging.getLogger(__name__)
+
+SYNC_CHUNK = 5000
+
+
+@dataclass
+class MatcherReport:
+    elapsed_s: float
+    ingest: IngestStats
+    association: AssociationStats
+    index_size: int
+    endpoint: str
+    http: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+def connect_redis(url: str, socket_timeout_s: float = 5.0) -> redis.Redis:
+    """A redis-py client (a thread-safe connection pool); connecting happens at the first command."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
+                                health_check_interval=10)
+
+
+def read_token(token_env: str, token_file: str) -> str | None:
+    """The API's bearer token: the file's first line, else the environment variable; None = no auth."""
+    if token_file:
+        token = Path(token_file).expanduser().read_text().strip()
+        if not token:
+            raise ValueError(f"api.token_file {token_file} is empty")
+        return token
+    return os.environ.get(token_env) or None if token_env else None
+
+
+class IndexSync:
+    """Keeps a :class:`GalleryIndex` equal to the stored tracklets: a full load, then the stream's tail."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, index: GalleryIndex) -> None:
+        self.client, self.keys, self.index = client, keys, index
+        self.after = "0-0"
+        self.ready = False
+
+    def rebuild(self) -> int:
+        """Load every stored tracklet (in chunks); remembers the stream position it started from."""
+        store_after = self.client.xrevrange(self.keys.stream, count=1)
+        start = time.monotonic()
+        added, offset = 0, 0
+        while True:
+            ids = [i.decode() for i in self.client.zrange(self.keys.by_ingest, offset, offset + SYNC_CHUNK - 1)]
+            if not ids:
+                break
+            added += self._add(ids)
+            offset += len(ids)
+        self.after = store_after[0][0].decode() if store_after else "0-0"
+        self.ready = True
+        logger.info("vector index: %d tracklets loaded from Redis in %.1f s", added, time.monotonic() - start)
+        return added
+
+    def poll(self, block_ms: int = 500) -> int:
+        """Add what was stored since the last call (waits up to ``block_ms`` for something new)."""
+        reply = self.client.xread({self.keys.stream: self.after}, count=SYNC_CHUNK, block=block_ms)
+        if not reply:
+            return 0
+        entries = reply[0][1]
+        self.after = entries[-1][0].decode()
+        return self._add([fields[b"id"].decode() for _, fields in entries])
+
+    def _add(self, ids: list[str]) -> int:
+        by_space: dict[str, list] = defaultdict(list)
+        for tracklet in load_tracklets(self.client, self.keys, ids):
+            by_space[tracklet.space].append(tracklet)
+        added = 0
+        for space, tracklets in by_space.items():
+            vectors = np.stack([t.descriptor for t in tracklets])
+            added += self.index.add(space, [t.tracklet_id for t in tracklets], vectors)
+        return added
+
+
+def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float) -> None:  # noqa: ANN001
+    """Call ``step()`` until ``stop``; Redis errors back off, other errors are logged and retried."""
+    outage = Outage(name, backoff_s)
+    while not stop.is_set():
+        try:
+            busy = step()
+            outage.recovered()
+        except redis.RedisError as exc:
+            stop.wait(outage.failed(exc))
+            continue
+        except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the matcher
+            logger.exception("%s: unexpected error (retrying in %.0f s)", name, backoff_s[1])
+            stop.wait(backoff_s[1])
+            continue
+        if not busy:
+            stop.wait(idle_s)
+
+
+class _Threads:
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, target, *args) -> None:  # noqa: ANN001
+        thread = threading.Thread(target=target, args=args, name=f"matcher-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threading.Event | None = None,
+                context: zmq.Context | None = None) -> MatcherReport:
+    """Run a matcher until ``stop`` is set. ``ready`` is set once the socket and the API accept connections."""
+    started = time.monotonic()
+    keys, backoff = Keys(config.redis.prefix), config.redis.backoff_s
+    client = connect_redis(config.redis.url, config.redis.socket_timeout_s)
+    topology = load_topology(config.association.topology) if config.association.topology else None
+    token = read_token(config.api.token_env, config.api.token_file)
+    store = TrackletStore(client, keys, expected_dim=config.ingest.expected_dim,
+                          store_thumbnails=config.ingest.store_thumbnails)
+    _wait_for_redis(store, stop, backoff)
+    index = GalleryIndex(max_dim=config.index.max_dim, kind=config.index.kind, flat_max=config.index.flat_max,
+                         nprobe=config.index.nprobe, nlist=config.index.nlist, hnsw_m=config.index.hnsw_m,
+                         ef_construction=config.index.ef_construction, ef_search=config.index.ef_search,
+                         threads=config.index.threads)
+    sync = IndexSync(client, keys, index)
+    lease = Lease(client, keys, config.association.lease_ttl_s)
+    associator = _associator(config, store, lease, topology)
+    own_context = context is None
+    context = context or zmq.Context()
+    router = bind_router(context, config.ingest.listen)
+    endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+    threads, api = _Threads(), None
+    ingestor = Ingestor(router, store, batch_size=config.ingest.batch_size, backoff_s=backoff)
+    try:
+        threads.start("index", _run_sync, sync, stop, backoff)
+        if associator is not None:
+            threads.start("association", _loop, "association", associator.step, stop, backoff, 0.05)
+        api = _start_api(config, client, keys, index, token, lambda: _status(ingestor, associator, sync, endpoint))
+        logger.info("matcher: ingest on %s, redis %s (prefix %s)%s", endpoint, _redact(config.redis.url),
+                    config.redis.prefix, f", API on http://{api.host}:{api.port}" if api else "")
+        if ready is not None:
+            ready.set()
+        ingestor.run(stop)
+    finally:
+        stop.set()
+        if api is not None:
+            api.stop()
+        threads.join(10.0)
+        lease.release()
+        router.close(linger=0)
+        if own_context:
+            context.term()
+        client.close()
+    return MatcherReport(time.monotonic() - started, ingestor.stats,
+                         associator.stats if associator else AssociationStats(), len(index), endpoint,
+                         f"{api.host}:{api.port}" if api else "")
+
+
+class MatcherThread:
+    """:func:`run_matcher` in a background thread, for tests, benchmarks and the demo; a context manager.
+
+    ``start()`` returns once the socket (and the API) accept connections and raises what made startup fail;
+    ``stop()`` ends the matcher gracefully and returns its report.
+    """
+
+    def __init__(self, config: MatcherConfig, *, context: zmq.Context | None = None) -> None:
+        self.config, self.context = config, context
+        self.stop_event, self._ready = threading.Event(), threading.Event()
+        self.report: MatcherReport | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="matcher", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.ingest.listen
+
+    def _run(self) -> None:
+        try:
+            self.report = run_matcher(self.config, self.stop_event, ready=self._ready, context=self.context)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by start() or stop()
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    def start(self, timeout_s: float = 120.0) -> MatcherThread:
+        self.thread.start()
+        if not self._ready.wait(timeout_s):
+            self.stop_event.set()
+            raise TimeoutError(f"the matcher did not start within {timeout_s:.0f} s")
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def stop(self, timeout_s: float = 60.0) -> MatcherReport | None:
+        self.stop_event.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise TimeoutError(f"the matcher did not stop within {timeout_s:.0f} s")
+        if self.error is not None:
+            raise self.error
+        return self.report
+
+    def __enter__(self) -> MatcherThread:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _wait_for_redis(store: TrackletStore, stop: threading.Event, backoff: tuple[float, float]) -> None:
+    outage = Outage("startup", backoff)
+    while not stop.is_set():
+        try:
+            store.check_layout()
+            outage.recovered()
+            return
+        except redis.RedisError as exc:
+            stop.wait(outage.failed(exc))
+
+
+def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology) -> Associator | None:  # noqa: ANN001
+    settings = config.association
+    if not settings.enabled:
+        logger.info("association is disabled: this matcher only ingests and answers queries")
+        return None
+    return Associator(store, lease, settings.params(), topology=topology, batch_size=settings.batch_size,
+                      max_candidates=settings.max_candidates, recluster_every_s=settings.recluster_every_s,
+                      recluster_horizon_s=settings.recluster_horizon_s, retention_s=config.retention.max_age_s,
+                      retention_every_s=config.retention.every_s)
+
+
+def _run_sync(sync: IndexSync, stop: threading.Event, backoff: tuple[float, float]) -> None:
+    outage = Outage("index", backoff)
+    while not stop.is_set() and not sync.ready:
+        try:
+            sync.rebuild()
+            outage.recovered()
+        except redis.RedisError as exc:
+            stop.wait(outage.failed(exc))
+    _loop("index", lambda: sync.poll(500), stop, backoff, 0.0)
+
+
+def _status(ingestor: Ingestor, associator: Associator | None, sync: IndexSync, endpoint: str) -> dict[str, object]:
+    return {
+        "listen": endpoint, "ingest_running": ingestor.running, "redis_connected": not ingestor.outage.down,
+        "role": "leader" if associator is not None and associator.leading else "follower",
+        "association_enabled": associator is not None, "index_ready": sync.ready, "index_size": len(sync.index),
+        "frames_received": ingestor.stats.frames, "stored": ingestor.stats.stored,
+        "duplicates": ingestor.stats.duplicates, "rejected": dict(ingestor.stats.rejected),
+    }
+
+
+def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: GalleryIndex, token: str | None,
+               status):  # noqa: ANN001, ANN202 - ApiServer | None
+    if not config.api.http:
+        return None
+    from keyreid_stream.matcher.api import ApiServer, create_app
+    from keyreid_stream.matcher.queries import MatcherQueries
+
+    host, port = parse_http_address(config.api.http)
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("the query API listens on %s without a token: anyone who can reach it can read identities "
+                       "(set $%s or api.token_file)", config.api.http, config.api.token_env)
+    embed_crop = None
+    if config.search.arch:
+        from keyreid_stream.matcher.search import crop_embedder_from_config
+
+        s = config.search
+        embed_crop = crop_embedder_from_config(s.arch, s.checkpoint, s.checkpoint_kind, s.allow_pickle, s.device)
+    queries = MatcherQueries(client, keys, index, embed_crop=embed_crop, status=status,
+                             max_results=config.api.max_results, oversample=config.search.oversample)
+    app = create_app(queries, token=token, max_body_bytes=config.api.max_body_bytes)
+    return ApiServer(app, host, port).start()
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)

@@ -1,0 +1,53 @@
+"""``keyreid-stream matcher``: the config file, the flags, and one readable line for each bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from keyreid_stream.cli import main
+from keyreid_stream.config import load_config
+from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_config_is_the_defaults() -> None:
+    assert load_config(MatcherConfig, ROOT / "configs" / "matcher.yaml", []) == MatcherConfig()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (":8080", ("0.0.0.0", 8080)),
+    ("127.0.0.1:9000", ("127.0.0.1", 9000)),
+    ("[::1]:80", ("::1", 80)),
+])
+def test_http_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert parse_http_address(text) == expected
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["association.nope=1"], 2, "nope"),
+    (["association.threshold=1.5"], 2, "threshold"),  # values the config rejects are config errors (2)
+    (["--http", "localhost:http"], 2, "api.http"),
+    (["--redis", "http://x"], 2, "redis.url"),
+    (["redis.prefix=a b"], 2, "prefix"),
+    (["--topology", "missing-topology.yaml"], 1, "missing-topology.yaml"),
+])
+def test_bad_input_is_one_line(args: list[str], code: int, message: str, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["matcher", "--listen", "tcp://127.0.0.1:1", *args]) == code
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_bad_topology_file_is_one_line(tmp_path: Path) -> None:
+    topology = tmp_path / "topology.yaml"
+    topology.write_text("transits:\n  - {from: a, to: b, min_s: 10, max_s: 1}\n")
+    result = subprocess.run([sys.executable, "-m", "keyreid_stream", "matcher", "--topology", str(topology),
+                             "--listen", "tcp://127.0.0.1:1", "--http", ""], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "topology.yaml" in result.stderr, result.stderr
