@@ -201,7 +201,7 @@ def faiss_only(client: redis.Redis, size: int, dim: int, probe: list[TrackletMes
 
 
 def render(ingest: list[dict], queries: list[dict], args: argparse.Namespace) -> str:
-    lines = [f"Machine: {machine()}.",
+    lines = ["", f"Machine: {machine()}.",
              f"Command: `python bench/matcher.py --dim {args.dim} --ingest {args.ingest} --sizes {args.sizes} "
              f"--queries {args.queries}`. Descriptors: {args.dim} float32 values (random unit vectors).", "",
              "Ingest: 4 worker Publishers -> ZeroMQ -> matcher -> redis-server with AOF; association running. "
