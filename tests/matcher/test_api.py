@@ -220,7 +220,7 @@ def test_unexpected_error_is_a_generic_500(private, serve, caplog: pytest.LogCap
         response = httpx.get(f"{server.url}/tracklets/{tracklet_id}", timeout=10)
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "detail": "internal server error"}
-    record = next(r for r in caplog.records if r.name == "keyreid_stream.matcher.api")
+    record = next(r for r in caplog.records if r.name == "keyreid_stream.matcher.api" and r.levelno >= logging.ERROR)
     assert record.exc_info is not None and f"/tracklets/{tracklet_id}" in record.getMessage()
 
 
