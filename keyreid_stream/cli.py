@@ -68,9 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     from keyreid_stream.matcher.cli import add_commands as add_matcher_commands
 
     add_matcher_commands(commands)
-    from keyreid_stream.matcher.query_cli import add_commands as add_query_commands
-
-    add_query_commands(commands)
     return parser
 
 
@@ -123,7 +120,7 @@ _LAZY_ERRORS = (
     ("keyreid_stream.workers.detection", "DetectorError"),
     ("keyreid_stream.matcher.cli", "MatcherInputError"),
     ("keyreid_stream.matcher.store", "StoreError"),
-    ("keyreid_stream.matcher.query_cli", "QueryError"),
+    ("keyreid_stream.matcher.client", "QueryError"),
 )
 
 

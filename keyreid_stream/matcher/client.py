@@ -1,8 +1,9 @@
-"""``keyreid-stream query``: ask a running matcher's HTTP API about identities, tracklets, links, and search.
+"""A small client of the matcher's HTTP API (what ``keyreid-stream query`` uses): requests, input files, and
+readable summaries of the answers.
 
-Standard library only (urllib), so it runs anywhere the package is installed. The API token is read from an
-environment variable (``--token-env``, default ``$KEYREID_API_TOKEN``), never from the command line, where other
-users could see it. ``--json`` prints the API's raw JSON; the default is a readable summary. Times are unix
+Standard library only (urllib), so it runs anywhere the package is installed. The command reads the API token
+from an environment variable (``--token-env``, default ``$KEYREID_API_TOKEN``), never from the command line,
+where other users could see it; ``--json`` prints the API's raw JSON, the default is a summary made here. Times are unix
 seconds or ISO-8601 (UTC unless the text has an offset). Every failure (connection refused, an HTTP error with
 the server's message, an unreadable file) raises :class:`QueryError` with one readable line.
 """
@@ -12,16 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QueryClient", "QueryError", "add_commands", "parse_time", "run_query"]
+__all__ = ["DEFAULT_URL", "TOKEN_ENV", "QueryClient", "QueryError", "format_cameras", "format_health",
+           "format_identities", "format_identity", "format_links", "format_search", "format_stats", "format_tracklet",
+           "load_descriptor", "load_image", "parse_time"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TOKEN_ENV = "KEYREID_API_TOKEN"
@@ -259,82 +261,3 @@ def format_search(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ commands
-
-
-def _ask(client: QueryClient, args: argparse.Namespace) -> tuple[Any, Callable[[Any], str]]:
-    """Send the subcommand's request: (the answer, its formatter)."""
-    command = args.query_command
-    if command == "health":
-        return client.get("/health", accept=(503,)), format_health
-    if command in ("stats", "cameras"):
-        return client.get(f"/{command}"), format_stats if command == "stats" else format_cameras
-    if command == "identities":
-        params = {"camera": args.camera, "since": args.since, "until": args.until, "limit": args.limit}
-        return client.get("/identities", params), format_identities
-    if command == "identity":
-        return client.get(f"/identities/{urllib.parse.quote(args.gid, safe='')}"), format_identity
-    if command == "tracklet":
-        return client.get(f"/tracklets/{urllib.parse.quote(args.tid, safe='')}"), format_tracklet
-    if command == "links":
-        params = {"camera": args.camera, "start": args.start, "end": args.end, "limit": args.limit}
-        return client.get("/links", params), format_links
-    if args.image is not None:
-        data, content_type = load_image(args.image)
-        return client.post("/search/image", data, content_type, {"k": args.k}), format_search
-    body = json.dumps({"descriptor": load_descriptor(args.descriptor), "k": args.k, "space": args.space})
-    return client.post("/search/descriptor", body.encode(), "application/json"), format_search
-
-
-def run_query(args: argparse.Namespace) -> int:
-    """The ``query`` handler: 0, or 1 when ``health`` reports a degraded matcher."""
-    if not getattr(args, "query_command", None):
-        args.query_parser.print_help()
-        return 2
-    token = os.environ.get(args.token_env) or None
-    answer, formatter = _ask(QueryClient(args.url, token=token, timeout=args.timeout), args)
-    print(json.dumps(answer, indent=2) if args.json else formatter(answer))
-    degraded = args.query_command == "health" and answer.get("status") != "ok"
-    return 1 if degraded else 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "query", help="ask a running matcher: identities, tracklets, links, search",
-        description="Query a running matcher's HTTP API. The token, when the API needs one, is read from the "
-                    f"environment variable named by --token-env (default {TOKEN_ENV}).")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the matcher's API (default {DEFAULT_URL})")
-    parser.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",
-                        help=f"environment variable holding the API token (default {TOKEN_ENV})")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
-    parser.set_defaults(handler=run_query, query_parser=parser, query_command=None)
-    sub = parser.add_subparsers(title="query commands", metavar="SUBCOMMAND", dest="query_command")
-    sub.add_parser("health", help="is the matcher healthy (exit status 1 when degraded)")
-    sub.add_parser("stats", help="counters, sizes, association lag")
-    sub.add_parser("cameras", help="cameras, their tracklets and last heartbeat")
-    when = "unix seconds or ISO-8601"
-    identities = sub.add_parser("identities", help="recent identities, most recent first")
-    identities.add_argument("--camera", help="only identities seen on this camera")
-    identities.add_argument("--since", type=parse_time, help=f"seen at or after ({when})")
-    identities.add_argument("--until", type=parse_time, help=f"seen at or before ({when})")
-    identities.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 100)")
-    sub.add_parser("identity", help="one identity: timeline and tracklets").add_argument("gid", help="e.g. g42")
-    sub.add_parser("tracklet", help="one tracklet and its decision").add_argument("tid", help="32 hex characters")
-    links = sub.add_parser("links", help="appearance links to or from a camera")
-    links.add_argument("--camera", required=True)
-    links.add_argument("--start", type=parse_time, help=f"tracklets ending at or after ({when})")
-    links.add_argument("--end", type=parse_time, help=f"tracklets ending at or before ({when})")
-    links.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 1000)")
-    search = sub.add_parser("search", help="the identities nearest to a descriptor or a person crop")
-    source = search.add_mutually_exclusive_group(required=True)
-    source.add_argument("--descriptor", type=Path, metavar="FILE", help="a .npy or .json descriptor")
-    source.add_argument("--image", type=Path, metavar="FILE", help="a JPEG or PNG person crop")
-    search.add_argument("--k", type=_positive, default=5, help="how many identities (default 5)")
-    search.add_argument("--space", help="descriptor space, when several have the descriptor's dimension")

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from keyreid_stream.matcher.cli import add_commands
+from keyreid_stream.matcher.client import QueryError, parse_time
 from keyreid_stream.matcher.queries import MatcherQueries
-from keyreid_stream.matcher.query_cli import QueryError, add_commands, parse_time
 from keyreid_stream.redis_server import free_port
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
