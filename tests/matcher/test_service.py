@@ -312,3 +312,20 @@ def test_several_matchers_share_one_redis(redis_client, zmq_context, tmp_path) -
     _assert_consistent(redis_client, [t.message.message_id for t in scene.tracklets])
     precision, recall = _quality(redis_client, scene)
     assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+
+
+def test_retention_deletes_old_tracklets_while_running(redis_client, zmq_context) -> None:
+    from dataclasses import replace
+
+    from keyreid_stream.matcher.config import RetentionConfig
+
+    scene = generate_scene(num_people=5, distractors=2, seed=8)
+    config = replace(matcher_config(_url(redis_client)), retention=RetentionConfig(max_age_s=1.0, every_s=0.2))
+    with running_matcher(config) as matcher:
+        publisher = _publish(zmq_context, matcher.endpoint, [t.message for t in scene.tracklets])
+        wait_until(lambda: _all_acked(publisher, len(scene.tracklets)), 30, "all acks")
+        publisher.close(1.0)
+        wait_until(lambda: redis_client.zcard(KEYS.by_ingest) == 0, 30, "retention")
+        wait_until(lambda: redis_client.zcard(KEYS.identities) == 0, 10, "empty identities removed")
+    assert matcher.report.association.expired == len(scene.tracklets)
+    assert not any(redis_client.exists(KEYS.tracklet(t.message.message_id)) for t in scene.tracklets)
