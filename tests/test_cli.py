@@ -103,3 +103,11 @@ def test_installed_console_script_runs() -> None:
         pytest.skip("package not installed in this interpreter's environment")
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and all(name in result.stdout for name in SUBCOMMANDS)
+
+
+def test_building_the_parser_imports_no_heavy_library() -> None:
+    """Every command (``query``, ``matcher``, ...) builds the whole parser first: it must not pay for torch."""
+    code = ("import sys, keyreid_stream.cli as cli; cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'timm', 'cv2', 'faiss', 'fastapi', 'ultralytics') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
