@@ -148,9 +148,9 @@ def test_wrong_descriptor_size_is_rejected_by_ack(redis_client, zmq_context) -> 
 # ------------------------------------------------------------------------------- crash safety
 
 
-def _matcher_process(redis_url: str, port: int, log: Path) -> subprocess.Popen:
+def _matcher_process(redis_url: str, port: int, log: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "keyreid_stream", "matcher", "--redis", redis_url,
-               "--listen", f"tcp://127.0.0.1:{port}", "--http", "", "association.recluster_every_s=0"]
+               "--listen", f"tcp://127.0.0.1:{port}", "--http", "", "association.recluster_every_s=0", *extra]
     env = dict(os.environ, KEYREID_API_TOKEN="")
     with log.open("ab") as output:
         return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
@@ -329,3 +329,48 @@ def test_retention_deletes_old_tracklets_while_running(redis_client, zmq_context
         wait_until(lambda: redis_client.zcard(KEYS.identities) == 0, 10, "empty identities removed")
     assert matcher.report.association.expired == len(scene.tracklets)
     assert not any(redis_client.exists(KEYS.tracklet(t.message.message_id)) for t in scene.tracklets)
+
+
+def test_killed_lease_holder_is_replaced_by_another_process(redis_client, zmq_context, tmp_path) -> None:
+    """Two matcher processes; the one deciding identities is killed with SIGKILL (no release): its lease expires,
+    the other takes over from the shared cursor, and every tracklet is still decided exactly once."""
+    scene = generate_scene(num_people=150, distractors=50, seed=9)
+    messages = [t.message for t in scene.tracklets]
+    cameras = sorted({m.camera_id for m in messages})
+    parts = [[m for m in messages if cameras.index(m.camera_id) % 2 == i] for i in range(2)]
+    ports, log = [free_port(), free_port()], tmp_path / "matchers.log"
+    extra = ("association.lease_ttl_s=2", f"association.topology={_write_topology(scene, tmp_path)}")
+    url = _url(redis_client)
+    first = _matcher_process(url, ports[0], log, *extra)
+    processes = [first]
+    try:
+        wait_until(lambda: redis_client.get(KEYS.lease) is not None, 60, "the first matcher's lease")
+        holder = redis_client.get(KEYS.lease)
+        processes.append(_matcher_process(url, ports[1], log, *extra))
+        publishers = [_publish(zmq_context, f"tcp://127.0.0.1:{port}", part, rate_per_s=100)
+                      for port, part in zip(ports, parts)]
+        wait_until(lambda: redis_client.zcard(KEYS.by_ingest) >= len(messages) // 3, 60, "a third stored")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        wait_until(lambda: redis_client.get(KEYS.lease) not in (None, holder), 30, "the lease taken over")
+        processes.append(_matcher_process(url, ports[0], log, *extra))  # the killed one comes back
+        for publisher, part in zip(publishers, parts):
+            wait_until(lambda p=publisher, c=len(part): _all_acked(p, c), 90, "all acks")
+        wait_until(lambda: _decided(redis_client, len(messages)), 60, "association")
+        for publisher in publishers:
+            publisher.close(1.0)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(20)
+    ids = [m.message_id for m in messages]
+    _assert_consistent(redis_client, ids)
+    decided = []
+    for gid in redis_client.zrange(KEYS.identities, 0, -1):
+        entries = [json.loads(e) for e in redis_client.lrange(KEYS.identity_log(gid.decode()), 0, -1)]
+        decided += [e["tracklet"] for e in entries if e["kind"] in ("new", "appearance", "continuation")]
+    assert sorted(decided) == sorted(ids)  # one decision per tracklet, whoever made it
+    precision, recall = _quality(redis_client, scene)
+    assert precision >= 0.95 and recall >= 0.95, (precision, recall)
+
