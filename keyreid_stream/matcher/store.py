@@ -2,9 +2,9 @@
 
 Every key comes from :class:`~keyreid_stream.matcher.keys.Keys`; the data model is in ``docs/matcher.md``.
 
-* :meth:`TrackletStore.ingest` stores a batch of tracklet messages, one atomic Lua script per message: a message
-  whose id is already stored is a duplicate (counted, not stored again), a descriptor whose size differs from
-  its model's is rejected, anything else is written (hash, time indices, stream entry) before it is acknowledged.
+* :meth:`TrackletStore.ingest` stores a batch of tracklet messages with one atomic Lua script: a message whose id
+  is already stored is a duplicate (counted, not stored again), a descriptor whose size differs from its model's
+  is rejected, anything else is written (hash, time indices, stream entry) before it is acknowledged.
 * :meth:`TrackletStore.commit_decisions` / :meth:`commit_changes` write association results in one MULTI/EXEC
   transaction that WATCHes the association lease: a matcher that lost its lease cannot write (fencing).
 * :meth:`TrackletStore.expire` deletes tracklets older than the retention age, and identities left empty.
@@ -37,34 +37,41 @@ LOG_LENGTH = 200
 IDENTITY_BLOCK = 64
 _FIELDS = ("camera", "track", "start", "end", "frames", "space", "desc", "identity", "ingested")
 
-# KEYS: tracklet, thumbnail, by_end, by_ingest, camera tracklets, stream, model dim, stats, cameras
-# ARGV: id, camera, track, start, end, frames, model, version, space, dim, descriptor, ingested, thumbnail
+# One call stores a batch: for message i, KEYS[9i+1 .. 9i+9] are its tracklet, thumbnail, by_end, by_ingest, camera
+# tracklets, stream, model dim, stats and cameras keys, ARGV[13i+1 .. 13i+13] its id, camera, track, start, end,
+# frames, model, version, space, dim, descriptor, ingested time and thumbnail. Returns one status per message.
 _INGEST_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HINCRBY', KEYS[8], 'duplicates', 1)
-  return 'duplicate'
+local statuses = {}
+for i = 0, #KEYS / 9 - 1 do
+  local k, a = i * 9, i * 13
+  local status = 'stored'
+  local dim = redis.call('GET', KEYS[k + 7])
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+    redis.call('HINCRBY', KEYS[k + 8], 'duplicates', 1)
+    status = 'duplicate'
+  elseif dim and dim ~= ARGV[a + 10] then
+    redis.call('HINCRBY', KEYS[k + 8], 'rejected:descriptor_dim', 1)
+    status = 'descriptor_dim'
+  else
+    if not dim then redis.call('SET', KEYS[k + 7], ARGV[a + 10]) end
+    local thumb = '0'
+    if ARGV[a + 13] ~= '' then
+      redis.call('SET', KEYS[k + 2], ARGV[a + 13])
+      thumb = '1'
+    end
+    redis.call('HSET', KEYS[k + 1], 'camera', ARGV[a + 2], 'track', ARGV[a + 3], 'start', ARGV[a + 4],
+      'end', ARGV[a + 5], 'frames', ARGV[a + 6], 'model', ARGV[a + 7], 'version', ARGV[a + 8],
+      'space', ARGV[a + 9], 'dim', ARGV[a + 10], 'desc', ARGV[a + 11], 'ingested', ARGV[a + 12], 'thumb', thumb)
+    redis.call('ZADD', KEYS[k + 3], ARGV[a + 5], ARGV[a + 1])
+    redis.call('ZADD', KEYS[k + 4], ARGV[a + 12], ARGV[a + 1])
+    redis.call('ZADD', KEYS[k + 5], ARGV[a + 5], ARGV[a + 1])
+    redis.call('HSETNX', KEYS[k + 9], ARGV[a + 2], '{}')
+    redis.call('XADD', KEYS[k + 6], '*', 'id', ARGV[a + 1])
+    redis.call('HINCRBY', KEYS[k + 8], 'stored', 1)
+  end
+  statuses[i + 1] = status
 end
-local dim = redis.call('GET', KEYS[7])
-if dim and dim ~= ARGV[10] then
-  redis.call('HINCRBY', KEYS[8], 'rejected:descriptor_dim', 1)
-  return 'descriptor_dim'
-end
-if not dim then redis.call('SET', KEYS[7], ARGV[10]) end
-local thumb = '0'
-if ARGV[13] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[13])
-  thumb = '1'
-end
-redis.call('HSET', KEYS[1], 'camera', ARGV[2], 'track', ARGV[3], 'start', ARGV[4], 'end', ARGV[5],
-  'frames', ARGV[6], 'model', ARGV[7], 'version', ARGV[8], 'space', ARGV[9], 'dim', ARGV[10], 'desc', ARGV[11],
-  'ingested', ARGV[12], 'thumb', thumb)
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[12], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
-redis.call('HSETNX', KEYS[9], ARGV[2], '{}')
-redis.call('XADD', KEYS[6], '*', 'id', ARGV[1])
-redis.call('HINCRBY', KEYS[8], 'stored', 1)
-return 'stored'
+return statuses
 """
 
 
@@ -132,23 +139,27 @@ class TrackletStore:
     def ingest(self, messages: Sequence[TrackletMessage], now: float | None = None) -> list[str]:
         """Store a batch; per message "stored", "duplicate" or a rejection code ("descriptor_dim").
 
-        One round trip for the batch. Raises redis errors (nothing is then known to be stored).
+        One script call (one round trip, atomic) for the batch. Raises redis errors (nothing is then stored).
         """
         now = time.time() if now is None else now
         statuses: list[str | None] = [None] * len(messages)
-        pipe = self.client.pipeline(transaction=False)
+        keys: list[str] = []
+        args: list[object] = []
         queued: list[int] = []
         for position, message in enumerate(messages):
-            dim = int(message.descriptor.shape[0])
-            if self.expected_dim is not None and dim != self.expected_dim:
+            if self.expected_dim is not None and int(message.descriptor.shape[0]) != self.expected_dim:
                 statuses[position] = WRONG_DIM
                 continue
-            self._ingest_script(keys=self._ingest_keys(message), args=self._ingest_args(message, now), client=pipe)
+            keys += self._ingest_keys(message)
+            args += self._ingest_args(message, now)
             queued.append(position)
-        if statuses.count(WRONG_DIM):
-            pipe.hincrby(self.keys.stats, f"rejected:{WRONG_DIM}", statuses.count(WRONG_DIM))
+        pipe = self.client.pipeline(transaction=False)
+        if queued:
+            self._ingest_script(keys=keys, args=args, client=pipe)
+        if len(queued) < len(messages):
+            pipe.hincrby(self.keys.stats, f"rejected:{WRONG_DIM}", len(messages) - len(queued))
         results = pipe.execute() if len(pipe) else []
-        for position, result in zip(queued, results):
+        for position, result in zip(queued, results[0] if queued else []):
             statuses[position] = _text(result)
         return [status or WRONG_DIM for status in statuses]
 
