@@ -4,7 +4,7 @@
         [--write docs/benchmarks.md]
 
 * ingest -- the real path: four worker Publishers in another process (acknowledged delivery over ZeroMQ on
-  127.0.0.1) -> the matcher (decode, one Lua script per message, ack) -> a private redis-server with AOF
+  127.0.0.1) -> the matcher (decode, one Lua script per batch, ack) -> a private redis-server with AOF
   persistence (``appendfsync everysec`` and ``always``), association running. Rate = tracklets acknowledged per
   second; association rate = tracklets decided per second. Reference in the same run: redis-py writing the same
   descriptor bytes as plain pipelined HSETs (no matcher), the ratio column.
