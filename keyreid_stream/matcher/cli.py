@@ -11,14 +11,12 @@ import argparse
 import json
 import logging
 import os
-import threading
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from keyreid_stream.config import load_config
-from keyreid_stream.config.loader import ConfigError
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.matcher.client import (
     DEFAULT_URL,
@@ -36,7 +34,7 @@ from keyreid_stream.matcher.client import (
     load_image,
     parse_time,
 )
-from keyreid_stream.signals import stop_on_signals
+from keyreid_stream.signals import run_until_stopped
 
 __all__ = ["MatcherInputError", "add_commands", "format_report", "run_query"]
 
@@ -88,18 +86,8 @@ def _matcher(args: argparse.Namespace) -> int:
     from keyreid_stream.matcher.service import run_matcher
     from keyreid_stream.matcher.store import StoreError
 
-    try:
-        config = _load(args)
-    except ConfigError:
-        raise
-    except ValueError as exc:
-        raise MatcherInputError(str(exc)) from exc
-    try:
-        with stop_on_signals(threading.Event(), "finishing the batch in hand") as stop:
-            report = run_matcher(config, stop)
-    except (ValueError, OSError, StoreError) as exc:
-        logger.debug("matcher failed", exc_info=True)
-        raise MatcherInputError(str(exc)) from exc
+    _, report = run_until_stopped(lambda: _load(args), run_matcher, stopping="finishing the batch in hand",
+                                  input_error=MatcherInputError, run_errors=(ValueError, OSError, StoreError))
     print(format_report(report))
     return 0
 

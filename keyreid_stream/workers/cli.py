@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import threading
 from pathlib import Path
 
 from keyreid_stream.config import load_config
-from keyreid_stream.config.loader import ConfigError
 from keyreid_stream.logs import setup_logging
-from keyreid_stream.signals import stop_on_signals
+from keyreid_stream.signals import run_until_stopped
 
 __all__ = ["WorkerInputError", "add_commands", "format_report"]
 
@@ -72,18 +70,8 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - WorkerConfig, imported la
 def _worker(args: argparse.Namespace) -> int:
     from keyreid_stream.workers.service import run_worker
 
-    try:
-        config = _load(args)
-    except ConfigError:
-        raise
-    except ValueError as exc:
-        raise WorkerInputError(str(exc)) from exc
-    try:
-        with stop_on_signals(threading.Event(), "flushing the open tracklets") as stop:
-            report = run_worker(config, stop=stop)
-    except ValueError as exc:
-        logger.debug("worker failed", exc_info=True)
-        raise WorkerInputError(str(exc)) from exc
+    config, report = run_until_stopped(lambda: _load(args), lambda c, stop: run_worker(c, stop=stop),
+                                       stopping="flushing the open tracklets", input_error=WorkerInputError)
     print(format_report(report, [camera.id for camera in config.cameras]))
     return 1 if len(report.camera_errors) == len(config.cameras) else 0
 
