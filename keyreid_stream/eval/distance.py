@@ -3,7 +3,9 @@
 ``squared_euclidean`` is the metric of the re-ID papers' evaluation (Zheng et al. 2016, MARS, and the
 KeyRe-ID / VID-Trans-ReID test code rank by ``||q||^2 + ||g||^2 - 2 q.g``); ``euclidean`` is its square root
 and ``cosine`` is ``1 - cos(q, g)``. The squared norms are expanded, so identical vectors give a distance
-near, not exactly, 0 (float32 cancellation); negative round-off is clamped to 0. Cosine treats a zero
+near, not exactly, 0 (cancellation); negative round-off is clamped to 0. On the CPU the Euclidean metrics are
+accumulated in float64: in float32 the cancellation left identical vectors of norm ~300 about 1 % of the distance
+scale apart with some BLAS kernels. Cosine treats a zero
 vector as orthogonal to everything (distance 1), never NaN.
 """
 
@@ -20,6 +22,7 @@ __all__ = ["METRICS", "pairwise_distances"]
 logger = logging.getLogger(__name__)
 
 METRICS = ("squared_euclidean", "euclidean", "cosine")
+CPU_FLOAT64_ROWS = 1024
 
 
 def _as_features(values: torch.Tensor | np.ndarray, name: str, device: torch.device | None) -> torch.Tensor:
@@ -79,11 +82,16 @@ def pairwise_distances(query: torch.Tensor | np.ndarray, gallery: torch.Tensor |
             q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)  # zero rows stay zero: distance 1
         else:
             gallery_sq = g.pow(2).sum(dim=1)
+        float64_on_cpu = q.device.type == "cpu" and metric != "cosine"
+        if float64_on_cpu:  # in chunks of at most CPU_FLOAT64_ROWS rows
+            q, g, gallery_sq = q.double(), g.double(), gallery_sq.double()
+            chunk_size = min(chunk_size, CPU_FLOAT64_ROWS)
         out = np.empty((q.shape[0], g.shape[0]), dtype=np.float32)
         host = torch.from_numpy(out)
         for start in range(0, q.shape[0], chunk_size):
             rows = host[start:start + chunk_size]  # contiguous: computed in place on the CPU
-            target = rows if q.device.type == "cpu" else torch.empty(rows.shape, device=q.device)
+            direct = q.device.type == "cpu" and not float64_on_cpu
+            target = rows if direct else torch.empty(rows.shape, dtype=q.dtype, device=q.device)
             _fill(target, q[start:start + chunk_size], g, gallery_sq, metric)
             if target is not rows:
                 rows.copy_(target)
