@@ -6,7 +6,7 @@ CLI prints them; :mod:`keyreid_stream.matcher.queries` produces them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -149,12 +149,20 @@ class IdentityView:
 
 @dataclass(frozen=True)
 class IdentitySummary:
-    """``last_seen``: the end of its latest tracklet (within the query's range when it had one)."""
+    """``last_seen``: the end of its latest tracklet (within the query's range when it had one).
+
+    ``cameras`` and ``thumbnails`` (camera -> the id of its latest tracklet there with a thumbnail, fetched with
+    ``GET /tracklets/{id}/thumbnail``) are read from the identity's most recent tracklets only (at most
+    :data:`~keyreid_stream.matcher.summaries.SUMMARY_TRACKLETS`, ``cameras_complete`` false when it has more), so
+    that a list of identities costs a bounded number of Redis commands."""
 
     identity_id: str
     last_seen: float
     first_seen: float | None
     num_tracklets: int
+    cameras: list[str] = field(default_factory=list)
+    thumbnails: dict[str, str] = field(default_factory=dict)
+    cameras_complete: bool = True
 
 
 @dataclass(frozen=True)

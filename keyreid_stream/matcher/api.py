@@ -17,17 +17,21 @@ Every answer is JSON shaped by a dataclass of :mod:`keyreid_stream.matcher.answe
 500   ``internal_error``          anything unexpected (logged with its traceback)
 ====  ==========================  ===============================================================================
 
-With a token, every endpoint but ``/health``, ``/openapi.json`` and ``/docs`` requires it.
+With a token, every endpoint but ``/health``, ``/openapi.json`` and ``/docs`` requires it. The identity browser
+(``/browser/``, static files of :data:`BROWSER_DIR`; ``/`` redirects there) needs no token to load: the page asks
+for it and sends it with its API requests.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import fastapi
@@ -36,10 +40,11 @@ import uvicorn
 from fastapi import Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyreid_stream import __version__
@@ -58,12 +63,19 @@ from keyreid_stream.matcher.answers import (
     Unavailable,
 )
 from keyreid_stream.matcher.queries import MatcherQueries
+from keyreid_stream.matcher.summaries import SUMMARY_TRACKLETS
 
 __all__ = ["ApiServer", "DescriptorQuery", "ErrorBody", "create_app"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("image/jpeg", "image/png")
+BROWSER_DIR = Path(__file__).resolve().with_name("browser")
+BROWSER_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache",
+}
 DESCRIPTION = (
     "Identities, tracklets, appearance links and statistics of a keyreid-stream matcher, and search by descriptor "
     "or person crop. Times are unix seconds. Errors are JSON `{\"error\": code, \"detail\": message}`: 400 "
@@ -209,12 +221,37 @@ def create_app(queries: MatcherQueries, *, token: str | None = None, max_body_by
         response.status_code = 200 if report.status == "ok" else 503
         return report
 
+    _add_browser(app)
     router = fastapi.APIRouter(dependencies=[Depends(_bearer(token))] if token else [],
                                responses=_responses(400, 401, 503) if token else _responses(400, 503))
     _add_state_routes(router, queries)
     _add_search_routes(router, queries)
     app.include_router(router)
     return app
+
+
+class _BrowserFiles(StaticFiles):
+    """The identity browser's files, with headers that keep the page to its own origin and scripts."""
+
+    def file_response(self, full_path: Any, stat_result: os.stat_result, scope: Scope,
+                      status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(BROWSER_HEADERS)
+        return response
+
+
+def _add_browser(app: fastapi.FastAPI) -> None:
+    """``/browser/``: the identity browser (static files, no token: the page asks for it and sends it with every
+    request to the API); ``/`` redirects there."""
+    if not (BROWSER_DIR / "index.html").is_file():
+        logger.warning("query API: the identity browser's files are missing from %s; /browser/ is not served",
+                       BROWSER_DIR)
+        return
+    app.mount("/browser", _BrowserFiles(directory=BROWSER_DIR, html=True), name="browser")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("browser/", status_code=307)
 
 
 def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> None:
@@ -231,13 +268,16 @@ def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> Non
 
     @router.get("/identities", response_model=list[IdentitySummary], summary="Recent identities",
                 description="Identities with a tracklet ending in [since, until] (unix seconds), on `camera` when "
-                            "given, most recent first.")
+                            "given, seen on at least `min_cameras` cameras, most recent first; each with its cameras "
+                            "and, per camera, a tracklet whose thumbnail shows it (read from its "
+                            f"{SUMMARY_TRACKLETS} most recent tracklets).")
     def identities(camera: str | None = Query(None, description="only identities seen on this camera"),
                    since: float | None = Query(None, description="unix seconds"),
                    until: float | None = Query(None, description="unix seconds"),
                    limit: int | None = Query(None, description="at most this many (default 100)"),
+                   min_cameras: int = Query(1, ge=1, description="only identities seen on this many cameras"),
                    ) -> list[IdentitySummary]:
-        return queries.identities(camera=camera, since=since, until=until, limit=limit)
+        return queries.identities(camera=camera, since=since, until=until, limit=limit, min_cameras=min_cameras)
 
     @router.get("/identities/{gid}", response_model=IdentityView, summary="One identity: tracklets and timeline",
                 description="Its tracklets, cameras, per-camera visits and the ordered visits across cameras, and "
@@ -257,6 +297,15 @@ def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> Non
                 responses={200: {"content": {"image/jpeg": {}}, "description": "JPEG"}, **_responses(404)})
     def thumbnail(tid: str) -> Response:
         return Response(queries.thumbnail(tid), media_type="image/jpeg", headers={"Cache-Control": "private"})
+
+    @router.get("/tracklets/{tid}/similar", response_model=list[SearchHit], summary="Look-alikes of a tracklet",
+                description="The k identities nearest (cosine) to the tracklet's stored descriptor, searched in its "
+                            "own descriptor space, best first. Its own identity comes first (through the tracklet "
+                            "itself, score 1) unless `exclude_self` is true.", responses=_responses(404))
+    def similar(tid: str, k: int = Query(5, description="how many identities"),
+                exclude_self: bool = Query(False, description="leave the tracklet itself out of the neighbours"),
+                ) -> list[SearchHit]:
+        return queries.search_tracklet(tid, k, exclude_self=exclude_self)
 
     @router.get("/links", response_model=list[LinkView], summary="Appearance links of a camera",
                 description="Tracklets ending in [start, end] that were linked by appearance to or from `camera`, "

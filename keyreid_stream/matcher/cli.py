@@ -59,7 +59,12 @@ def _add_matcher_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", "-c", type=Path, default=None, help="matcher config (see configs/matcher.yaml)")
     parser.add_argument("--redis", help="Redis URL, e.g. redis://127.0.0.1:6379/0 (redis.url)")
-    parser.add_argument("--listen", help="ZeroMQ endpoint the workers connect to, e.g. tcp://*:5555 (ingest.listen)")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--listen", help="ZeroMQ endpoint the workers connect to, e.g. tcp://*:5555 (ingest.listen)")
+    role.add_argument("--api-only", action="store_true",
+                      help="a query-only matcher (API replicas, the identity browser): no ZeroMQ socket, no "
+                           "association; it answers from the Redis that other matchers fill "
+                           "(ingest.enabled=false association.enabled=false; needs --http)")
     parser.add_argument("--http", help="query API address [HOST]:PORT, e.g. :8080; '' = no API (api.http)")
     parser.add_argument("--topology", help="camera topology YAML with transit times (association.topology)")
     parser.add_argument("--token-file", help="file holding the API bearer token (api.token_file)")
@@ -77,8 +82,12 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - MatcherConfig, imported l
         value = getattr(args, flag)
         if value is not None:
             overrides.append(f"{key}={json.dumps(value)}")  # a quoted YAML string, whatever it holds
+    if args.api_only:
+        overrides += ["ingest.enabled=false", "association.enabled=false"]
     config = load_config(MatcherConfig, args.config, overrides)
     setup_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
+    if args.api_only and not config.api.http:
+        raise MatcherInputError("--api-only serves only the query API: give it an address (--http [HOST]:PORT)")
     return config
 
 
@@ -96,8 +105,9 @@ def format_report(report: object) -> str:
     """The summary printed when the matcher stops."""
     ingest, association = report.ingest, report.association  # type: ignore[attr-defined]
     rejected = ", ".join(f"{code} {n}" for code, n in sorted(ingest.rejected.items())) or "none"
+    where = report.endpoint or "no ingest socket (query only)"  # type: ignore[attr-defined]
     return "\n".join([
-        f"matcher ran {report.elapsed_s:.1f} s on {report.endpoint}",  # type: ignore[attr-defined]
+        f"matcher ran {report.elapsed_s:.1f} s on {where}",  # type: ignore[attr-defined]
         f"  ingest: {ingest.frames} frames, {ingest.stored} tracklets stored, {ingest.duplicates} duplicates, "
         f"{ingest.heartbeats} heartbeats, rejected: {rejected}",
         f"  association: {association.decided} decided ({association.new_identities} new identities, "
@@ -118,12 +128,15 @@ def _ask(client: QueryClient, args: argparse.Namespace) -> tuple[Any, Callable[[
     if command in ("stats", "cameras"):
         return client.get(f"/{command}"), format_stats if command == "stats" else format_cameras
     if command == "identities":
-        params = {"camera": args.camera, "since": args.since, "until": args.until, "limit": args.limit}
+        params = {"camera": args.camera, "since": args.since, "until": args.until, "limit": args.limit,
+                  "min_cameras": args.min_cameras}
         return client.get("/identities", params), format_identities
     if command == "identity":
         return client.get(f"/identities/{urllib.parse.quote(args.gid, safe='')}"), format_identity
     if command == "tracklet":
         return client.get(f"/tracklets/{urllib.parse.quote(args.tid, safe='')}"), format_tracklet
+    if command == "similar":
+        return client.similar(args.tid, args.k), format_search
     if command == "links":
         params = {"camera": args.camera, "start": args.start, "end": args.end, "limit": args.limit}
         return client.get("/links", params), format_links
@@ -174,8 +187,12 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
     identities.add_argument("--since", type=parse_time, help=f"seen at or after ({when})")
     identities.add_argument("--until", type=parse_time, help=f"seen at or before ({when})")
     identities.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 100)")
+    identities.add_argument("--min-cameras", type=_positive, help="only identities seen on this many cameras")
     sub.add_parser("identity", help="one identity: timeline and tracklets").add_argument("gid", help="e.g. g42")
     sub.add_parser("tracklet", help="one tracklet and its decision").add_argument("tid", help="32 hex characters")
+    similar = sub.add_parser("similar", help="the identities that look most like a stored tracklet")
+    similar.add_argument("tid", help="32 hex characters")
+    similar.add_argument("--k", type=_positive, default=5, help="how many identities (default 5)")
     links = sub.add_parser("links", help="appearance links to or from a camera")
     links.add_argument("--camera", required=True)
     links.add_argument("--start", type=parse_time, help=f"tracklets ending at or after ({when})")

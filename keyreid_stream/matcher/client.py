@@ -31,7 +31,12 @@ _MAX_ERROR_BODY = 64 * 1024
 
 
 class QueryError(Exception):
-    """The query failed: the matcher is unreachable, answered an error, or an input file is unreadable."""
+    """The query failed: the matcher is unreachable, answered an error, or an input file is unreadable.
+    ``status`` is the HTTP status when the matcher answered an error, else None."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ------------------------------------------------------------------------------------------ client
@@ -52,24 +57,42 @@ class QueryClient:
     def post(self, path: str, body: bytes, content_type: str, params: Mapping[str, object] | None = None) -> Any:
         return self._request("POST", path, params, body, content_type)
 
+    def identities(self, **params: object) -> list[dict[str, Any]]:
+        """``GET /identities`` (camera, since, until, limit, min_cameras; None values are left out)."""
+        return self.get("/identities", params)
+
+    def identity(self, gid: str) -> dict[str, Any]:
+        """``GET /identities/{gid}``."""
+        return self.get(f"/identities/{urllib.parse.quote(gid, safe='')}")
+
+    def similar(self, tracklet_id: str, k: int = 5, *, exclude_self: bool = False) -> list[dict[str, Any]]:
+        """``GET /tracklets/{id}/similar``: the identities that look most like a stored tracklet, best first."""
+        params = {"k": k, "exclude_self": "true" if exclude_self else None}
+        return self.get(f"/tracklets/{urllib.parse.quote(tracklet_id, safe='')}/similar", params)
+
+    def thumbnail(self, tracklet_id: str) -> bytes:
+        """``GET /tracklets/{id}/thumbnail``: the JPEG bytes."""
+        return self._request("GET", f"/tracklets/{urllib.parse.quote(tracklet_id, safe='')}/thumbnail", raw=True)
+
     def _request(self, method: str, path: str, params: Mapping[str, object] | None = None, body: bytes | None = None,
-                 content_type: str | None = None, accept: Sequence[int] = ()) -> Any:
+                 content_type: str | None = None, accept: Sequence[int] = (), raw: bool = False) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
         request = urllib.request.Request(self.url + path + (f"?{query}" if query else ""), data=body, method=method)
-        request.add_header("Accept", "application/json")
+        request.add_header("Accept", "*/*" if raw else "application/json")
         if content_type:
             request.add_header("Content-Type", content_type)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return _json(response.read(), f"{method} {path}")
+                payload = response.read()
+                return payload if raw else _json(payload, f"{method} {path}")
         except urllib.error.HTTPError as exc:
             payload = exc.read(_MAX_ERROR_BODY)
             exc.close()
             if exc.code in accept:
                 return _json(payload, f"{method} {path}")
-            raise QueryError(self._http_error(method, path, exc.code, payload)) from None
+            raise QueryError(self._http_error(method, path, exc.code, payload), exc.code) from None
         except urllib.error.URLError as exc:
             reason = getattr(exc.reason, "strerror", None) or str(exc.reason)
             raise QueryError(f"cannot reach the matcher API at {self.url}: {reason}") from None
@@ -209,8 +232,10 @@ def format_cameras(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def format_identities(rows: Sequence[Mapping[str, Any]]) -> str:
-    return _table(["identity", "last seen", "first seen", "tracklets"],
-                  [[r["identity_id"], _when(r["last_seen"]), _when(r["first_seen"]), r["num_tracklets"]] for r in rows])
+    return _table(["identity", "last seen", "first seen", "tracklets", "cameras"],
+                  [[r["identity_id"], _when(r["last_seen"]), _when(r["first_seen"]), r["num_tracklets"],
+                    ",".join(r.get("cameras", [])) + ("" if r.get("cameras_complete", True) else ",...")]
+                   for r in rows])
 
 
 def format_identity(data: Mapping[str, Any]) -> str:

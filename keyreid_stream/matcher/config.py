@@ -38,9 +38,11 @@ class RedisConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """The ZeroMQ ROUTER the workers connect to. ``batch_size``: messages stored per Redis round trip;
+    """The ZeroMQ ROUTER the workers connect to. ``enabled``: false = bind no socket and ingest nothing (a
+    query-only matcher: ``keyreid-stream matcher --api-only``); ``batch_size``: messages stored per Redis round trip;
     ``expected_dim``: reject descriptors of any other size (null: the first tracklet of a model fixes its size)."""
 
+    enabled: bool = True
     listen: str = "tcp://*:5555"
     batch_size: int = 256
     expected_dim: int | None = None

@@ -48,6 +48,7 @@ from keyreid_stream.matcher.answers import (
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.records import normalize
+from keyreid_stream.matcher.summaries import recent_identities
 
 __all__ = ["MatcherQueries", "merge_visits"]
 
@@ -61,7 +62,6 @@ _TRACKLET_RE = re.compile(r"[0-9a-f]{32}")
 _IDENTITY_RE = re.compile(r"g[0-9]{1,19}")
 _CAMERA_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SPACE_RE = re.compile(r"[^\x00-\x1f]{1,200}")
-_SCAN_PAGE = 500
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 _FIELDS = ("camera", "track", "start", "end", "frames", "model", "version", "space", "dim", "ingested", "thumb",
            "identity", "decision", "link_to", "link_score", "link_kind")
@@ -329,45 +329,19 @@ class MatcherQueries:
             log=[e for e in (_log_entry(raw) for raw in reversed(log)) if e is not None])
 
     def identities(self, *, camera: str | None = None, since: float | None = None, until: float | None = None,
-                   limit: int | None = None) -> list[IdentitySummary]:
-        """Identities with a tracklet ending in [since, until] (on ``camera`` when given), most recent first;
-        ``limit`` defaults to 100 (at most ``max_results``)."""
+                   limit: int | None = None, min_cameras: int = 1) -> list[IdentitySummary]:
+        """Identities with a tracklet ending in [since, until] (on ``camera`` when given), seen on at least
+        ``min_cameras`` cameras, most recent first, each with its cameras and a thumbnail per camera (see
+        :mod:`~keyreid_stream.matcher.summaries` for the cost); ``limit`` defaults to 100 (at most
+        ``max_results``)."""
         limit = self._limit(min(100, self.max_results) if limit is None else limit)
+        _check(isinstance(min_cameras, int) and not isinstance(min_cameras, bool) and min_cameras >= 1,
+               f"min_cameras must be an integer >= 1, got {min_cameras!r}")
         low, high = _check_range(since, until, ("since", "until"))
         if camera is not None:
             _check_id(_CAMERA_RE, camera, "camera")
-        if camera is None and until is None:  # the identities' own last-seen index answers directly
-            found = self.client.zrevrangebyscore(self.keys.identities, "+inf", low, start=0, num=limit,
-                                                 withscores=True)
-            seen = [(_text(gid), float(score)) for gid, score in found]
-        else:
-            zset = self.keys.camera_tracklets(camera) if camera is not None else self.keys.by_end
-            seen = self._scan_identities(zset, low, high, limit)
-        pipe = self.client.pipeline(transaction=False)
-        for gid, _ in seen:
-            pipe.zcard(self.keys.members(gid))
-            pipe.zrange(self.keys.members(gid), 0, 0, withscores=True)
-        replies = pipe.execute() if seen else []
-        return [IdentitySummary(gid, last, first[0][1] if first else None, int(count))
-                for (gid, last), count, first in zip(seen, replies[::2], replies[1::2])]
-
-    def _scan_identities(self, zset: str, low: str, high: str, limit: int) -> list[tuple[str, float]]:
-        """Distinct identities of the tracklets in ``zset`` (scored by end time) within the bounds, newest first
-        (reading at most ``100 * max_results`` tracklets)."""
-        seen: dict[str, float] = {}
-        offset, budget = 0, self.max_results * 100
-        while len(seen) < limit and offset < budget:
-            page = self.client.zrevrangebyscore(zset, high, low, start=offset, num=_SCAN_PAGE, withscores=True)
-            if not page:
-                break
-            pipe = self.client.pipeline(transaction=False)
-            for tracklet_id, _ in page:
-                pipe.hget(self.keys.tracklet(_text(tracklet_id)), "identity")
-            for (_, end), gid in zip(page, pipe.execute()):
-                if gid and _text(gid) not in seen and len(seen) < limit:
-                    seen[_text(gid)] = float(end)
-            offset += len(page)
-        return list(seen.items())
+        return recent_identities(self.client, self.keys, camera=camera, low=low, high=high, limit=limit,
+                                 min_cameras=min_cameras, budget=self.max_results * 100)
 
     # ----------------------------------------------------------------------------- tracklets
 
@@ -479,6 +453,23 @@ class MatcherQueries:
         query = normalize((vector / np.abs(vector).max()).astype(np.float32))[None, :]  # no float32 overflow
         name = self._resolve_space(space, vector.size)
         neighbours = self.index.search(name, query, k * self.oversample)[0]
+        return self._group(neighbours, k, query[0])
+
+    def search_tracklet(self, tracklet_id: str, k: int = 5, *, exclude_self: bool = False) -> list[SearchHit]:
+        """The ``k`` identities nearest to a stored tracklet's own descriptor, searched in its descriptor space,
+        best first. Its own identity comes first (found through the tracklet itself, score 1) unless
+        ``exclude_self`` leaves the tracklet out of the neighbours."""
+        _check_id(_TRACKLET_RE, tracklet_id, "tracklet")
+        k = self._limit(k, "k")
+        space, raw = self.client.hmget(self.keys.tracklet(tracklet_id), ("space", "desc"))
+        if space is None:
+            raise NotFound(f"tracklet {tracklet_id} not found")
+        if not raw or len(raw) % 4:
+            raise NotFound(f"tracklet {tracklet_id} has no readable descriptor")
+        query = normalize(np.frombuffer(raw, dtype="<f4"))[None, :]
+        neighbours = self.index.search(_text(space), query, (k + int(exclude_self)) * self.oversample)[0]
+        if exclude_self:
+            neighbours = [pair for pair in neighbours if pair[0] != tracklet_id]
         return self._group(neighbours, k, query[0])
 
     def _group(self, neighbours: Sequence[tuple[str, float]], k: int, query: np.ndarray) -> list[SearchHit]:

@@ -1,6 +1,7 @@
 """The matcher process: ingest (ZeroMQ -> Redis), association (lease holder only), the vector index and the API.
 
-Threads: the caller's thread runs the :class:`~keyreid_stream.matcher.ingest.Ingestor` on the ROUTER socket;
+Threads: the caller's thread runs the :class:`~keyreid_stream.matcher.ingest.Ingestor` on the ROUTER socket
+(with ``ingest.enabled: false``, a query-only matcher, there is no socket and the caller's thread only waits);
 one thread runs the :class:`~keyreid_stream.matcher.leader.Associator`; one keeps the faiss
 :class:`~keyreid_stream.matcher.index.GalleryIndex` in step with Redis (:class:`IndexSync`: rebuilt from Redis at
 start, then tailing the stream of stored tracklets, so it also sees what other matchers ingest); uvicorn serves
@@ -109,9 +110,10 @@ class IndexSync:
         return added
 
 
-def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float) -> None:  # noqa: ANN001
+def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,  # noqa: ANN001
+          outage: Outage | None = None) -> None:
     """Call ``step()`` until ``stop``; Redis errors back off, other errors are logged and retried."""
-    outage = Outage(name, backoff_s)
+    outage = outage or Outage(name, backoff_s)
     while not stop.is_set():
         try:
             busy = step()
@@ -144,7 +146,10 @@ class _Threads:
 
 def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threading.Event | None = None,
                 context: zmq.Context | None = None) -> MatcherReport:
-    """Run a matcher until ``stop`` is set. ``ready`` is set once the socket and the API accept connections."""
+    """Run a matcher until ``stop`` is set. ``ready`` is set once the socket (unless ``ingest.enabled`` is false)
+    and the API accept connections."""
+    if not (config.ingest.enabled or config.association.enabled or config.api.http):
+        raise ValueError("ingest and association are disabled and api.http is empty: this matcher would do nothing")
     started = time.monotonic()
     keys, backoff = Keys(config.redis.prefix), config.redis.backoff_s
     client = connect_redis(config.redis.url, config.redis.socket_timeout_s)
@@ -160,33 +165,42 @@ def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threadin
     sync = IndexSync(client, keys, index)
     lease = Lease(client, keys, config.association.lease_ttl_s)
     associator = _associator(config, store, lease, topology)
-    own_context = context is None
-    context = context or zmq.Context()
-    router = bind_router(context, config.ingest.listen)
-    endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+    own_context = context is None and config.ingest.enabled
+    router, ingestor, endpoint = None, None, ""
+    if config.ingest.enabled:
+        context = context or zmq.Context()
+        router = bind_router(context, config.ingest.listen)
+        endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        ingestor = Ingestor(router, store, batch_size=config.ingest.batch_size, backoff_s=backoff)
     threads, api = _Threads(), None
-    ingestor = Ingestor(router, store, batch_size=config.ingest.batch_size, backoff_s=backoff)
+    index_outage = Outage("index", backoff)
     try:
-        threads.start("index", _run_sync, sync, stop, backoff)
+        threads.start("index", _run_sync, sync, stop, backoff, index_outage)
         if associator is not None:
             threads.start("association", _loop, "association", associator.step, stop, backoff, 0.05)
-        api = _start_api(config, client, keys, index, token, lambda: _status(ingestor, associator, sync, endpoint))
-        logger.info("matcher: ingest on %s, redis %s (prefix %s)%s", endpoint, _redact(config.redis.url),
-                    config.redis.prefix, f", API on http://{api.host}:{api.port}" if api else "")
+        api = _start_api(config, client, keys, index, token,
+                         lambda: _status(ingestor, associator, sync, endpoint, index_outage))
+        logger.info("matcher: %s, redis %s (prefix %s)%s", f"ingest on {endpoint}" if ingestor else "ingest disabled",
+                    _redact(config.redis.url), config.redis.prefix,
+                    f", API on http://{api.host}:{api.port}" if api else "")
         if ready is not None:
             ready.set()
-        ingestor.run(stop)
+        if ingestor is not None:
+            ingestor.run(stop)
+        else:
+            stop.wait()
     finally:
         stop.set()
         if api is not None:
             api.stop()
         threads.join(10.0)
         lease.release()
-        router.close(linger=0)
+        if router is not None:
+            router.close(linger=0)
         if own_context:
             context.term()
         client.close()
-    return MatcherReport(time.monotonic() - started, ingestor.stats,
+    return MatcherReport(time.monotonic() - started, ingestor.stats if ingestor else IngestStats(),
                          associator.stats if associator else AssociationStats(), len(index), endpoint,
                          f"{api.host}:{api.port}" if api else "")
 
@@ -265,20 +279,30 @@ def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topol
                       retention_every_s=config.retention.every_s)
 
 
-def _run_sync(sync: IndexSync, stop: threading.Event, backoff: tuple[float, float]) -> None:
-    outage = Outage("index", backoff)
+def _run_sync(sync: IndexSync, stop: threading.Event, backoff: tuple[float, float], outage: Outage) -> None:
     while not stop.is_set() and not sync.ready:
         try:
             sync.rebuild()
             outage.recovered()
         except redis.RedisError as exc:
             stop.wait(outage.failed(exc))
-    _loop("index", lambda: sync.poll(500), stop, backoff, 0.0)
+    _loop("index", lambda: sync.poll(500), stop, backoff, 0.0, outage)
 
 
-def _status(ingestor: Ingestor, associator: Associator | None, sync: IndexSync, endpoint: str) -> dict[str, object]:
+def _status(ingestor: Ingestor | None, associator: Associator | None, sync: IndexSync, endpoint: str,
+            index_outage: Outage) -> dict[str, object]:
+    """The service's own state for ``/health`` and ``/stats``. Without ingest (a query-only matcher) there is no
+    ``ingest_running`` flag to report false, so a disabled ingest never makes the health degraded; Redis
+    reachability then comes from the index's stream reader."""
+    if ingestor is None:
+        return {
+            "listen": None, "ingest_enabled": False, "redis_connected": not index_outage.down,
+            "role": "leader" if associator is not None and associator.leading else "follower",
+            "association_enabled": associator is not None, "index_ready": sync.ready, "index_size": len(sync.index),
+        }
     return {
-        "listen": endpoint, "ingest_running": ingestor.running, "redis_connected": not ingestor.outage.down,
+        "listen": endpoint, "ingest_enabled": True, "ingest_running": ingestor.running,
+        "redis_connected": not ingestor.outage.down,
         "role": "leader" if associator is not None and associator.leading else "follower",
         "association_enabled": associator is not None, "index_ready": sync.ready, "index_size": len(sync.index),
         "frames_received": ingestor.stats.frames, "stored": ingestor.stats.stored,

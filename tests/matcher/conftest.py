@@ -240,3 +240,46 @@ def http(api_server: object) -> Iterator[object]:
 
     with httpx.Client(base_url=api_server.url, timeout=10) as client:  # type: ignore[attr-defined]
         yield client
+
+
+# The same read-only arrangement under other names, for the identity browser, report and summary tests.
+
+
+@pytest.fixture(scope="module")
+def scene(module_redis: object) -> Iterator[Scenario]:
+    """The scenario under a fresh key prefix for one module's tests: read it, never change it."""
+    scenario = populate(module_redis, Keys(f"scene{next(_PREFIXES)}"))
+    yield scenario
+    drop(module_redis, scenario.keys)
+
+
+@pytest.fixture(scope="module")
+def scene_queries(scene: Scenario) -> object:
+    from keyreid_stream.matcher.queries import MatcherQueries
+
+    return MatcherQueries(scene.client, scene.keys, scene.index, max_results=50)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def scene_api(scene_queries: object) -> Iterator[object]:
+    """The query API over ``scene``, without a token (module scope)."""
+    server = start_api(scene_queries)
+    yield server
+    server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def scene_secured_api(scene_queries: object) -> Iterator[object]:
+    """The query API over ``scene`` with the bearer token :data:`API_TOKEN` (module scope)."""
+    server = start_api(scene_queries, token=API_TOKEN)
+    yield server
+    server.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def scene_http(scene_api: object) -> Iterator[object]:
+    """An httpx client of ``scene_api``."""
+    import httpx
+
+    with httpx.Client(base_url=scene_api.url, timeout=10) as client:  # type: ignore[attr-defined]
+        yield client

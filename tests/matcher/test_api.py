@@ -28,7 +28,7 @@ from keyreid_stream.matcher.store import TrackletStore, load_tracklets
 T0 = 1_700_000_000.0
 TOKEN = "s3cret-token"  # conftest.API_TOKEN
 PATHS = ["/cameras", "/health", "/identities", "/identities/{gid}", "/links", "/search/descriptor", "/search/image",
-         "/stats", "/tracklets/{tid}", "/tracklets/{tid}/thumbnail"]
+         "/stats", "/tracklets/{tid}", "/tracklets/{tid}/similar", "/tracklets/{tid}/thumbnail"]
 
 
 def basis(index: int) -> list[float]:
@@ -261,8 +261,8 @@ def test_health_reports_the_service_state(shared, serve) -> None:
 
 
 @pytest.mark.parametrize("path", ["/stats", "/cameras", "/identities", "/identities/g1", "/tracklets/{p1_b}",
-                                  "/tracklets/{p1_b}/thumbnail", "/links?camera=cam-a", "/search/descriptor",
-                                  "/search/image"])
+                                  "/tracklets/{p1_b}/thumbnail", "/tracklets/{p1_b}/similar", "/links?camera=cam-a",
+                                  "/search/descriptor", "/search/image"])
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong-token", "Basic czNjcmV0LXRva2Vu", "Bearer",
                                            f"Bearer {TOKEN}x"])
 def test_token_required(shared, secured_server, path: str, authorization: str | None) -> None:

@@ -1,0 +1,266 @@
+"""The identity browser in a real headless Chromium (Selenium with the system's chromium and chromedriver),
+served by a real matcher (MatcherThread: ingest socket, index sync, query API with a bearer token) over the
+populated scene of conftest.py (``scene``), where person p1 was linked across cam-a and cam-b into identity g1.
+
+Skipped when chromium, chromedriver or selenium is missing, except with CI=true, where that is a failure (CI
+installs them). One browser serves the whole module."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import pytest
+from matcher_harness import matcher_config, running_matcher, wait_until
+
+from keyreid_stream.redis_server import free_port
+
+pytestmark = pytest.mark.browser
+
+API_TOKEN = "s3cret-token"  # conftest.API_TOKEN
+TOKEN_KEY = "keyreid-stream.api-token"  # browser.js
+WAIT_S = 15.0
+
+
+def _chromium() -> tuple[str, str]:
+    """The paths of chromium and chromedriver; skips (or fails with CI=true) when something is missing."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    problem = None
+    if browser is None or driver is None:
+        problem = "needs chromium and chromedriver on the PATH (Debian: apt-get install chromium chromium-driver)"
+    else:
+        try:
+            import selenium  # noqa: F401
+        except ImportError:
+            problem = "needs selenium (the dev extra: pip install -c constraints.txt -e '.[dev]')"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {problem}", pytrace=False)
+        pytest.skip(problem)
+    return browser, driver  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[object]:
+    """One headless Chromium for the module, driven through the given chromedriver (never selenium-manager)."""
+    browser, chromedriver = _chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                 "--disable-gpu", "--no-first-run", "--disable-extensions", "--disable-background-networking"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    chrome = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    try:
+        chrome.set_page_load_timeout(WAIT_S)
+        yield chrome
+    finally:
+        chrome.quit()
+
+
+@pytest.fixture(scope="module")
+def matcher_url(scene, redis_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: ANN001
+    """A real matcher over the ``scene`` (its key prefix), its API on a free port and requiring
+    :data:`API_TOKEN`; yields its URL. It only reads: the scene's association lease belongs to someone else."""
+    token_file = tmp_path_factory.mktemp("api") / "token"
+    token_file.write_text(API_TOKEN + "\n")
+    port = free_port()
+    config = matcher_config(redis_server.url, http=f"127.0.0.1:{port}",  # type: ignore[attr-defined]
+                            prefix=scene.keys.prefix)
+    config = replace(config, api=replace(config.api, token_file=str(token_file)))
+    with running_matcher(config):
+        url = f"http://127.0.0.1:{port}"
+        import httpx
+
+        wait_until(lambda: httpx.get(f"{url}/health", timeout=5).status_code == 200, 30, "the index to load")
+        yield url
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def wait(driver: object, condition: Callable[[object], object], what: str) -> object:
+    """``condition(driver)`` once truthy; elements replaced by a re-render meanwhile count as not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05, ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(condition, f"waiting for {what}")
+
+
+def attrs(driver: object, selector: str, name: str) -> list[str | None]:
+    """The attribute ``name`` of every element matching ``selector``, read in one step (no stale elements)."""
+    return driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.querySelectorAll(arguments[0]), (e) => e.getAttribute(arguments[1]));",
+        selector, name)
+
+
+def css(root: object, selector: str) -> list:
+    from selenium.webdriver.common.by import By
+
+    return root.find_elements(By.CSS_SELECTOR, selector)  # type: ignore[attr-defined]
+
+
+def ready(driver: object, view: str) -> None:
+    """Wait until the page rendered ``view`` ("list" or "identity")."""
+    wait(driver, lambda d: (css(d, "#view")[0].get_attribute("data-ready"),
+                            css(d, "#view")[0].get_attribute("data-view")) == ("true", view), f"the {view} view")
+
+
+def open_page(driver: object, url: str, route: str = "#/", *, token: str | None = API_TOKEN) -> None:
+    """Open the browser at ``route`` with ``token`` already in this tab's sessionStorage (None: no token)."""
+    driver.get(f"{url}/health")  # type: ignore[attr-defined]  # same origin: its sessionStorage is the page's
+    if token is None:
+        driver.execute_script("window.sessionStorage.clear();")  # type: ignore[attr-defined]
+    else:
+        driver.execute_script("window.sessionStorage.setItem(arguments[0], arguments[1]);",  # type: ignore[attr-defined]
+                              TOKEN_KEY, token)
+    driver.get(f"{url}/{route}")  # type: ignore[attr-defined]  # "/" redirects to /browser/
+
+
+def loaded_images(driver: object, root: object) -> list:
+    """The <img> elements under ``root`` once every one of them has loaded (blob: URLs of fetched thumbnails)."""
+
+    def done(_d: object) -> list | None:
+        images = css(root, "img")
+        states = [driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0;", img)  # type: ignore[attr-defined]
+                  for img in images]
+        return images if images and all(states) else None
+
+    images = wait(driver, done, "the thumbnails")
+    assert all(img.get_attribute("src").startswith("blob:") for img in images)  # type: ignore[union-attr]
+    return images  # type: ignore[return-value]
+
+
+def javascript_errors(driver: object) -> list[str]:
+    """SEVERE console entries of the page's own code (failed requests, e.g. a 404 thumbnail, are left out)."""
+    return [entry["message"] for entry in driver.get_log("browser")  # type: ignore[attr-defined]
+            if entry["level"] == "SEVERE" and entry.get("source") != "network"]
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_list_identity_timeline_search_and_hit(driver, scene, matcher_url: str) -> None:
+    open_page(driver, matcher_url, "")
+    ready(driver, "list")
+    assert driver.current_url.startswith(f"{matcher_url}/browser/")
+    everyone = ["g11", "g10", "g9", "g8", "g7", "g6", "g4", "g3", "g2", "g1"]
+    assert attrs(driver, "li.identity", "data-identity") == everyone
+
+    # g1 in the list: one thumbnail per camera, the latest tracklet with a thumbnail there
+    g1 = css(driver, 'li.identity[data-identity="g1"]')[0]
+    thumbs = css(g1, ".thumb")
+    assert [t.get_attribute("data-camera") for t in thumbs] == ["cam-a", "cam-b"]
+    assert [t.get_attribute("data-tracklet") for t in thumbs] == [scene.ids["p1_a1"], scene.ids["p1_b"]]
+    assert len(loaded_images(driver, g1)) == 2
+    assert "4 tracklets, 2 cameras" in g1.text and "2023-11-14 22:13:20 UTC" in g1.text
+
+    # the filter "seen on several cameras"
+    css(driver, "#multi-camera")[0].click()
+    wait(driver, lambda d: attrs(d, "li.identity", "data-identity") == ["g4", "g3", "g2", "g1"]
+         and "multi=1" in d.current_url, "the filtered list")
+
+    # the identity's page: thumbnails per camera, one timeline row per camera with a bar per tracklet, the log
+    css(driver, 'li.identity[data-identity="g1"] a.identity-link')[0].click()
+    ready(driver, "identity")
+    assert css(driver, "#identity-title")[0].get_attribute("data-identity") == "g1"
+    groups = css(driver, "section.camera-group")
+    assert [g.get_attribute("data-camera") for g in groups] == ["cam-a", "cam-b"]
+    per_camera = [[scene.name_of(t.get_attribute("data-tracklet")) for t in css(g, ".thumb")] for g in groups]
+    assert per_camera == [["p1_a1", "p1_a1b", "p1_a2"], ["p1_b"]]
+    assert len(loaded_images(driver, css(driver, "#thumbnails")[0])) == 2  # the other two have no thumbnail
+    rows = css(driver, "#timeline g.timeline-row")
+    assert [r.get_attribute("data-camera") for r in rows] == ["cam-a", "cam-b"]
+    assert [len(css(r, "rect.timeline-bar")) for r in rows] == [3, 1]
+    widths = [float(bar.get_attribute("width")) for bar in css(driver, "rect.timeline-bar")]
+    assert all(w >= 3 for w in widths)
+    log = css(driver, "#decision-log tr.log-entry")
+    assert sorted(e.get_attribute("data-kind") for e in log) == ["appearance", "appearance", "continuation", "new"]
+    assert any("0.800" in e.text and "looks like cam-a track 1" in e.text for e in log)
+
+    # a thumbnail searches for look-alikes: the identity itself first, with a score
+    css(driver, f'section.camera-group[data-camera="cam-b"] .thumb[data-tracklet="{scene.ids["p1_b"]}"]')[0].click()
+    wait(driver, lambda d: css(d, "#search-panel")[0].get_attribute("data-ready") == "true", "the search hits")
+    hits = css(driver, "li.search-hit")
+    assert len(hits) >= 3 and hits[0].get_attribute("data-identity") == "g1"
+    assert "score 1.000" in hits[0].find_element("css selector", ".score").text
+    assert hits[0].get_attribute("data-tracklet") == scene.ids["p1_b"] and "cam-b" in hits[0].text
+    assert float(hits[1].get_attribute("data-score")) < float(hits[0].get_attribute("data-score"))
+    loaded_images(driver, hits[0])
+
+    # a hit opens its identity
+    other = hits[1].get_attribute("data-identity")
+    hits[1].click()
+    wait(driver, lambda d: attrs(d, "#identity-title", "data-identity") == [other], f"identity {other}")
+    ready(driver, "identity")
+    assert driver.current_url.endswith(f"#/identity/{other}")
+    assert not css(driver, "#search-panel")[0].is_displayed()
+    assert javascript_errors(driver) == []
+
+
+def test_merged_and_missing_identities(driver, matcher_url: str) -> None:
+    open_page(driver, matcher_url, "browser/#/identity/g5")
+    ready(driver, "identity")
+    assert css(driver, "#identity-title")[0].get_attribute("data-identity") == "g4"
+    assert "g5 was merged into g4" in css(driver, ".merged")[0].text
+    assert [r.get_attribute("data-camera") for r in css(driver, "#timeline g.timeline-row")] == [
+        "cam-a", "cam-b", "cam-c"]
+    driver.get(f"{matcher_url}/browser/#/identity/g999")
+    wait(driver, lambda d: css(d, "#message")[0].is_displayed(), "the error message")
+    assert css(driver, "#message")[0].text == "Not found (404): identity g999 not found"
+    assert css(driver, "#view")[0].get_attribute("data-ready") == "error"
+
+
+def test_token_prompt(driver, matcher_url: str) -> None:
+    open_page(driver, matcher_url, "browser/", token=None)
+    wait(driver, lambda d: css(d, "#token-form")[0].is_displayed(), "the token form")
+    assert "needs an API token (401)" in css(driver, "#message")[0].text
+    field = css(driver, "#token-input")[0]
+    field.send_keys("not-the-token")
+    css(driver, "#token-submit")[0].click()
+    wait(driver, lambda d: "refused the token" in css(d, "#message")[0].text, "the refusal")
+    assert css(driver, "#token-form")[0].is_displayed()
+    field.send_keys(API_TOKEN)
+    css(driver, "#token-submit")[0].click()
+    ready(driver, "list")
+    assert not css(driver, "#token-form")[0].is_displayed() and not css(driver, "#message")[0].is_displayed()
+    assert css(driver, 'li.identity[data-identity="g1"]')
+    assert driver.execute_script("return window.sessionStorage.getItem(arguments[0]);", TOKEN_KEY) == API_TOKEN
+    driver.refresh()  # kept for the tab: no second prompt
+    ready(driver, "list")
+    assert not css(driver, "#token-form")[0].is_displayed()
+    assert css(driver, "#forget-token")[0].is_displayed()
+
+
+def test_outages_are_shown_as_messages(driver, scene, serve, redis_server_factory) -> None:  # noqa: ANN001
+    """Redis down: the API answers 503 and the page says so; the API gone: the page says it cannot reach it."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from keyreid_stream.matcher.queries import MatcherQueries
+
+    server = redis_server_factory()
+    client = redis.Redis.from_url(server.url, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+    try:
+        api = serve(MatcherQueries(client, scene.keys, scene.index))
+        open_page(driver, api.url, "browser/", token=None)
+        ready(driver, "list")
+        assert css(driver, "#no-identities")  # an empty Redis: nothing to show, no error
+        server.stop()
+        driver.execute_script("window.location.hash = '#/?camera=cam-a';")
+        wait(driver, lambda d: css(d, "#message")[0].is_displayed(), "the 503 message")
+        assert css(driver, "#message")[0].text.startswith("The matcher cannot answer right now (503: the matcher's "
+                                                          "Redis does not answer")
+        api.stop()
+        driver.execute_script("window.location.hash = '#/identity/g1';")
+        wait(driver, lambda d: "Cannot reach the matcher's API" in css(d, "#message")[0].text, "the network error")
+        assert css(driver, "#message")[0].text.endswith("Is the matcher running?")
+    finally:
+        client.close()
