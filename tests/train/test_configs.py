@@ -11,7 +11,8 @@ from keyreid_stream.model.registry import _check_keys, get_spec
 from keyreid_stream.train.config import TrainingConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-NOT_TRAINING = ("demo.yaml", "ilidsvid_data.yaml", "worker.yaml", "matcher.yaml", "topology.example.yaml")
+NOT_TRAINING = ("demo.yaml", "ilidsvid_data.yaml", "worker.yaml", "worker.docker.yaml", "matcher.yaml",
+                "topology.example.yaml")
 TRAINING = sorted(p for p in CONFIGS.rglob("*.yaml") if p.name not in NOT_TRAINING)
 
 
