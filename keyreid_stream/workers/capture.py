@@ -4,7 +4,8 @@ captures (webcams, network streams) that reconnect with backoff. Open them with
 :mod:`~keyreid_stream.workers.sources`.
 
 Files and folders: ``timestamp = start_time + index / fps``; ``pace`` sleeps until ``t0 + index / fps`` on
-the monotonic clock (no drift); ``loop`` restarts at the end with the index counting on. A file frame that
+the monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the first frame is
+read, so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts at the end with the index counting on. A file frame that
 does not decode is skipped (up to :data:`MAX_DECODE_SKIP` in a row before the file counts as ended) and
 counted.
 
@@ -73,6 +74,7 @@ class _ReplaySource(FrameSource):
         self.pace = pace
         self.loop = loop
         self.start_time = time.time() if start_time is None else float(start_time)
+        self._clock_from_first_frame = pace and start_time is None
         self._pace_origin: tuple[float, int] | None = None  # (monotonic time, index) of the first yield
 
     def _timestamp(self, index: int) -> float:
@@ -84,6 +86,8 @@ class _ReplaySource(FrameSource):
             return
         if self._pace_origin is None:
             self._pace_origin = (time.monotonic(), index)
+            if self._clock_from_first_frame:
+                self.start_time = time.time() - index / float(self.fps or FALLBACK_FPS)
         t0, i0 = self._pace_origin
         self._sleep(t0 + (index - i0) / float(self.fps or FALLBACK_FPS) - time.monotonic())
 

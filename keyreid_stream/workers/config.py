@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from keyreid_stream.config.schema import LoggingConfig, _require
 
-__all__ = ["CameraConfig", "DetectorConfig", "EmbeddingConfig", "MetricsConfig", "PoseConfig", "PublishConfig",
+__all__ = ["CameraConfig", "DetectorConfig", "EmbeddingConfig", "MetricsConfig", "OutputConfig", "PoseConfig", "PublishConfig",
            "SourceConfig", "TrackerConfig", "TrackletConfig", "WorkerConfig"]
 
 
@@ -22,7 +22,9 @@ class CameraConfig:
     """One camera. ``source``: a stream URL (rtsp://, http://, tcp://, ...), a video file, an image folder or a
     webcam index. ``pace``: read files at their own frame rate (like a live camera) instead of as fast as possible.
     ``detections``: a MOTChallenge ``det.txt`` for the ``public`` detector. ``camera_index``: the camera's index in
-    the re-ID model's camera embedding (0 when the model has none)."""
+    the re-ID model's camera embedding (0 when the model has none). ``start_time``: files and folders only, the
+    unix time of their first frame (default: when the worker starts); give recordings of one moment the same
+    value so that the cameras' clocks agree. ``max_frames``: stop after that many frames (after ``stride``)."""
 
     id: str
     source: str
@@ -32,11 +34,14 @@ class CameraConfig:
     fps: float | None = None
     detections: str = ""
     camera_index: int = 0
+    start_time: float | None = None
+    max_frames: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.stride >= 1, f"camera {self.id}: stride must be >= 1")
         _require(self.fps is None or self.fps > 0, f"camera {self.id}: fps must be > 0")
         _require(self.camera_index >= 0, f"camera {self.id}: camera_index must be >= 0")
+        _require(self.max_frames is None or self.max_frames >= 1, f"camera {self.id}: max_frames must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -129,11 +134,14 @@ class TrackletConfig:
 
 @dataclass(frozen=True)
 class EmbeddingConfig:
-    """The re-ID model. ``checkpoint``: one of ours (``train`` writes them), or the authors' (``checkpoint_kind:
+    """The appearance descriptor. ``kind``: ``model`` (a re-ID network, below) or ``part-histogram`` (colour and
+    texture histograms of the keypoint-guided body parts: no weights, no GPU, limited re-ID quality).
+    The re-ID model: ``checkpoint``: one of ours (``train`` writes them), or the authors' (``checkpoint_kind:
     official`` with ``arch`` and ``num_cameras``); empty = random weights, which only tests should use.
     ``max_clips``: clips per tracklet (dense T-frame clips as at test time); ``max_wait_s``: how long a finished
     tracklet may wait for others to fill a batch."""
 
+    kind: Literal["model", "part-histogram"] = "model"
     arch: str = "keyreid_vit_base"
     checkpoint: str = ""
     checkpoint_kind: Literal["auto", "native", "official"] = "auto"
@@ -174,6 +182,14 @@ class PublishConfig:
 
 
 @dataclass(frozen=True)
+class OutputConfig:
+    """Local results. ``mot_dir``: write every tracked box of each camera to ``MOT_DIR/CAMERA.txt`` in the
+    MOTChallenge format (``frame,track_id,x,y,w,h,score,-1,-1,-1``; frame numbers from 1), for ``eval-mtmc``."""
+
+    mot_dir: str = ""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """A metrics line in the log every ``log_every_s`` (0 = only at the end)."""
 
@@ -191,6 +207,7 @@ class WorkerConfig:
     tracklets: TrackletConfig = field(default_factory=TrackletConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:

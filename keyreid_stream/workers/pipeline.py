@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from keyreid_stream.contracts import Frame, Heartbeat, TrackletMessage
+from keyreid_stream.contracts import Detections, Frame, Heartbeat, TrackletMessage
+from keyreid_stream.eval.mot import MotWriter, xyxy_to_xywh
 from keyreid_stream.workers.embedder import TrackletEmbedder
 from keyreid_stream.workers.metrics import WorkerMetrics, format_metrics
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator, TrackletSegment, thumbnail_jpeg
@@ -47,7 +48,8 @@ IDLE_WAIT_S = 0.05
 
 @dataclass
 class CameraRuntime:
-    """One camera's parts: its source, tracker and accumulator, and the queue between reader and perception."""
+    """One camera's parts: its source, tracker and accumulator, the queue between reader and perception, and
+    where its tracked boxes are written (``mot``, optional)."""
 
     camera_id: str
     source: object  # FrameSource: iterable of Frame with close() and stats()
@@ -57,6 +59,7 @@ class CameraRuntime:
     frames: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=8))
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    mot: MotWriter | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,18 @@ class Worker:
         segments = camera.accumulator.add(frame, tracked, self._timed_keypoints())
         segments += camera.accumulator.finish(ended)
         self._emit(segments)
+        if camera.mot is not None:
+            self._write_mot(camera, camera.mot, frame, tracked)
+
+    def _write_mot(self, camera: CameraRuntime, writer: MotWriter, frame: Frame, tracked: Detections) -> None:
+        """The tracked boxes of this frame as MOTChallenge lines (frames from 1); a write failure (disk full) is
+        logged once and ends this camera's MOT output, never its tracking."""
+        try:
+            writer.append(frame.index + 1, tracked.track_ids, xyxy_to_xywh(tracked.boxes), tracked.scores)
+        except OSError as exc:
+            logger.error("camera %s: writing %s failed, no more MOT output: %s", camera.camera_id, writer.path, exc)
+            self.metrics.count(f"{camera.camera_id}.mot_errors")
+            camera.mot = None
 
     def _timed_keypoints(self) -> KeypointFn | None:
         if self.keypoints_fn is None:

@@ -80,6 +80,7 @@ def _build_camera(camera: CameraConfig, config: WorkerConfig, id_base: int) -> C
     source_config = config.source
     source = open_source(
         camera.source, camera.id, pace=camera.pace, loop=camera.loop, stride=camera.stride, fps=camera.fps,
+        start_time=camera.start_time, max_frames=camera.max_frames,
         read_timeout_s=source_config.read_timeout_s, open_timeout_s=source_config.open_timeout_s,
         backoff_s=source_config.backoff_s, max_reconnects=source_config.max_reconnects,
     )
@@ -94,8 +95,17 @@ def _build_camera(camera: CameraConfig, config: WorkerConfig, id_base: int) -> C
                          frames=queue.Queue(maxsize=source_config.frame_queue))
 
 
-def _build_embedder(config: WorkerConfig) -> TrackletEmbedder:
+def _build_embedder(config: WorkerConfig) -> object:
+    """A :class:`TrackletEmbedder` (``embedding.kind: model``) or, without weights, a
+    :class:`~keyreid_stream.workers.appearance.PartHistogramEmbedder` (``part-histogram``)."""
     embedding = config.embedding
+    if embedding.kind == "part-histogram":
+        from keyreid_stream.workers.appearance import PartHistogramEmbedder
+
+        logger.warning("embedding.kind is part-histogram: re-ID quality is limited (a classical colour and "
+                       "texture descriptor of the body parts, not a trained re-ID model); set the matcher's "
+                       "association.threshold for it (docs/worker.md)")
+        return PartHistogramEmbedder(max_clips=embedding.max_clips)
     loaded = load_embedding_model(embedding.arch, embedding.checkpoint, checkpoint_kind=embedding.checkpoint_kind,
                                   num_cameras=embedding.num_cameras, allow_pickle=embedding.allow_pickle)
     return TrackletEmbedder(loaded, device=embedding.device, amp=embedding.amp, batch_clips=embedding.batch_clips,
@@ -104,7 +114,7 @@ def _build_embedder(config: WorkerConfig) -> TrackletEmbedder:
 
 
 def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, list[object]]:
-    """The worker and the parts to close after it has run (detector, keypoint backend)."""
+    """The worker and the parts to close after it has run (detector, keypoint backend, MOT writers)."""
     from keyreid_stream.workers.publisher import Publisher
 
     if not config.cameras:
@@ -121,6 +131,7 @@ def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, li
         if backend is not None:
             closeables.append(backend)
         embedder = _build_embedder(config)
+        _open_mot_writers(config.output.mot_dir, cameras, closeables)
         publish, embedding = config.publish, config.embedding
         worker = Worker(cameras, detector, embedder, publisher=None, keypoints_fn=keypoints_fn,
                         detect_batch=config.detector.batch_size, embed_batch_clips=embedding.batch_clips,
@@ -137,6 +148,22 @@ def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, li
         _close_all(closeables)
         raise
     return worker, closeables
+
+
+def _open_mot_writers(mot_dir: str, cameras: Sequence[CameraRuntime], closeables: list[object]) -> None:
+    """``output.mot_dir``: each camera's tracked boxes go to ``MOT_DIR/CAMERA.txt`` (emptied first)."""
+    if not mot_dir:
+        return
+    from keyreid_stream.eval.mot import MotWriter
+
+    for camera in cameras:
+        path = f"{mot_dir}/{camera.camera_id}.txt"
+        try:
+            camera.mot = MotWriter(path).open()
+        except OSError as exc:
+            raise ValueError(f"output.mot_dir: cannot write {path}: {exc.strerror or exc}") from exc
+        closeables.append(camera.mot)
+    logger.info("tracked boxes: %s/CAMERA.txt (MOTChallenge format)", mot_dir)
 
 
 def _close_all(parts: Sequence[object]) -> None:

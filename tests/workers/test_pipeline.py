@@ -26,6 +26,7 @@ from keyreid_stream.workers.config import (
     DetectorConfig,
     EmbeddingConfig,
     MetricsConfig,
+    OutputConfig,
     PublishConfig,
     TrackletConfig,
     WorkerConfig,
@@ -353,3 +354,27 @@ def test_two_cameras_into_the_real_matcher(scene: Scene, redis_client, zmq_conte
     for camera in ("north", "south"):
         heartbeat = json.loads(redis_client.hget(keys.cameras, camera))
         assert heartbeat["counters"]["frames"] == scene.frames
+
+
+def test_mot_output_holds_every_tracked_box(scene: Scene, matcher: Matcher, zmq_context: zmq.Context,
+                                            tmp_path: Path) -> None:
+    """output.mot_dir: the tracker's boxes of every frame in MOTChallenge format (frame = index + 1), scored
+    against the drawn walkers as ground truth."""
+    from keyreid_stream.eval.mot import MotTracks, read_mot
+    from keyreid_stream.eval.mtmc import evaluate_camera
+
+    config = replace(_config(scene, matcher.endpoint), output=OutputConfig(mot_dir=str(tmp_path / "mot")))
+    report = run_worker(config, context=zmq_context)
+    assert report.publisher.acked == 3
+    tracked = read_mot(tmp_path / "mot" / "cam1.txt")  # complete: the writer was closed with the worker
+    rows = [(frame + 1, number, *walker.box(frame)) for number, walker in enumerate(WALKERS)
+            for frame in scene.truth[number]]
+    truth = np.asarray(rows, dtype=np.float64)
+    gt = MotTracks(truth[:, 0], truth[:, 1], np.c_[truth[:, 2:4], truth[:, 4:6] - truth[:, 2:4]], np.ones(len(truth)))
+    scores = evaluate_camera(gt, tracked)
+    assert len(np.unique(tracked.ids)) == 3 and tracked.ids.min() > 1_000_000  # the worker's namespaced ids
+    assert tracked.frames.min() >= 1 and tracked.frames.max() == scene.frames
+    assert scores.clear.id_switches == 0 and scores.clear.false_positives == 0
+    assert scores.clear.mota >= 0.95 and scores.identity.idf1 >= 0.97
+    assert scores.clear.motp >= 0.95  # frames numbered index + 1: one frame off would cost about 0.1 IoU
+    assert ((tracked.scores > 0.94) & (tracked.scores < 0.96)).all()  # the detections' scores

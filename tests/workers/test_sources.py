@@ -303,6 +303,19 @@ def test_pacing(clip: Path, kwargs: dict[str, Any], minimum: float, maximum: flo
     assert frames
 
 
+@pytest.mark.parametrize("start_time", [None, 1000.0])
+def test_paced_files_are_on_the_wall_clock_unless_given_a_start(clip: Path, start_time: float | None) -> None:
+    """Paced like a live camera: frame times are when the frames are read, however long the first read waits."""
+    source = open_source(clip, "cam", pace=True, max_frames=3, start_time=start_time)
+    time.sleep(0.3)  # e.g. a worker loading its models between opening the source and reading it
+    read_at, frames = [], []
+    for frame in source:
+        read_at.append(time.time())
+        frames.append(frame)
+    expected = read_at if start_time is None else [start_time + i / FPS for i in range(3)]
+    assert [f.timestamp for f in frames] == pytest.approx(expected, abs=0.05)
+
+
 @pytest.mark.parametrize("fps", [10.0, 0.2])  # closing during frames, or during a 5 s pacing sleep
 def test_close_from_another_thread_ends_the_iteration(clip: Path, fps: float) -> None:
     source = open_source(clip, "cam", pace=True, loop=True, fps=fps)
