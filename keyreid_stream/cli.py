@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from keyreid_stream.matcher.cli import add_commands as add_matcher_commands
 
     add_matcher_commands(commands)
+    from keyreid_stream.eval.mtmc_cli import add_commands as add_mtmc_commands
+
+    add_mtmc_commands(commands)
     return parser
 
 
@@ -121,6 +124,11 @@ _LAZY_ERRORS = (
     ("keyreid_stream.matcher.cli", "MatcherInputError"),
     ("keyreid_stream.matcher.store", "StoreError"),
     ("keyreid_stream.matcher.client", "QueryError"),
+    ("keyreid_stream.eval.mot", "MotDataError"),
+    ("keyreid_stream.demo.processes", "DemoProcessError"),
+    ("keyreid_stream.demo.run", "DemoTimeout"),
+    ("keyreid_stream.demo.run", "DemoInputError"),
+    ("keyreid_stream.redis_server", "RedisServerError"),
 )
 
 
@@ -181,36 +189,54 @@ def _sample_fetch(args: argparse.Namespace) -> int:
 
 def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
-        "demo", help="run the demo (currently the foundation slice: video -> people -> wire -> ZeroMQ)",
-        description="Run the demo. This is the foundation slice of the system: the sample video (fetched "
-                    "when missing) or your own file, OpenCV's HOG people detector, one wire message per "
-                    "detection with a colour-histogram descriptor, published over ZeroMQ on 127.0.0.1 and "
-                    "decoded on the other side. Tracking, KeyRe-ID embeddings and the Redis matcher are not "
-                    "part of it yet.")
+        "demo", help="run the end-to-end demo: cameras -> workers -> matcher (Redis) -> cross-camera identities",
+        description="Run the whole system on this machine: a Redis server (a private one unless demo.redis is "
+                    "set), the matcher and one camera worker per camera, each in its own process. By default the "
+                    "cameras are two overlapping views cut from the sample video (fetched when missing). Prints "
+                    "the identities seen on more than one camera with their time spans, then writes a static "
+                    "HTML report (--report) or keeps the identity browser serving (--browse) until Ctrl-C. Uses "
+                    "YOLO-pose and KeyRe-ID when their weights are available, else HOG, the keypoint prior and "
+                    "part colour/texture histograms (and says that re-ID quality is then limited).")
     _add_config_arguments(demo, required=False)
-    demo.add_argument("--source", default=None, help="video file to use instead of the sample video")
+    demo.add_argument("--source", action="append", default=None, metavar="SOURCE",
+                      help="a camera: video file, stream URL (rtsp://...) or webcam index; repeat for each camera "
+                           "(default: demo.sources, i.e. two overlapping views of the sample video)")
+    demo.add_argument("--models", choices=("auto", "classical", "trained"), default=None,
+                      help="auto (best available, default), classical (no weights) or trained (YOLO-pose + KeyRe-ID)")
+    demo.add_argument("--report", default=None, metavar="FILE", help="write the HTML report here ('' for none)")
+    demo.add_argument("--browse", action="store_true", help="keep the identity browser serving until Ctrl-C")
+    demo.add_argument("--http", default=None, metavar="[HOST]:PORT", help="where the matcher's API and browser listen")
     demo.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from keyreid_stream.demo import format_report, resolve_source, run_demo
+    import threading
 
-    config = _load(args)
-    options = config.demo
-    video = resolve_source(args.source or options.source)
-    report = run_demo(
-        video=video,
-        camera_id=options.camera_id,
-        max_frames=options.max_frames,
-        stride=options.stride,
-        hog_max_width=options.hog_max_width,
-        min_score=options.min_score,
-        histogram_bins=options.histogram_bins,
-        thumbnails=options.thumbnails,
-        endpoint=options.endpoint,
-    )
-    print(format_report(report))
-    return EXIT_OK if report.rejected == 0 and report.received == report.published else EXIT_FAILURE
+    from keyreid_stream.data.sample import default_cache_dir
+    from keyreid_stream.demo import choose_models, format_result, prepare_cameras, run_demo
+    from keyreid_stream.signals import stop_on_signals
+
+    options = _load(args).demo
+    browse = args.browse or options.browse
+    report = options.report if args.report is None else args.report
+    models = choose_models(args.models or options.models, detector_model=options.detector_model,
+                           reid_checkpoint=options.reid_checkpoint, reid_arch=options.reid_arch,
+                           reid_checkpoint_kind=options.reid_checkpoint_kind, reid_num_cameras=options.reid_num_cameras,
+                           allow_pickle=options.allow_pickle, threshold=options.threshold)
+    cameras = prepare_cameras(tuple(args.source) if args.source else options.sources, cache_dir=default_cache_dir(),
+                              view_width=options.view_width, max_frames=options.max_frames)
+
+    def show(result: object) -> None:
+        print(format_result(result), flush=True)  # type: ignore[arg-type]
+        if browse:
+            print(f"\nidentity browser: {result.api_url}/browser/ (Ctrl-C to stop)", flush=True)  # type: ignore[attr-defined]
+
+    with stop_on_signals(threading.Event(), "stopping the demo's processes") as stop:
+        run_demo(cameras, models, stride=options.stride, max_frames=options.max_frames, pace=options.pace,
+                 redis_url=options.redis, http=args.http or options.http, report=Path(report) if report else None,
+                 browse=browse, workdir=Path(options.workdir) if options.workdir else None,
+                 timeout_s=options.timeout_s, stop=stop, on_result=show)
+    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

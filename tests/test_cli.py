@@ -56,7 +56,7 @@ def test_config_show_prints_the_resolved_config(capsys: pytest.CaptureFixture[st
                            "logging.level=WARNING")
     assert code == 0
     shown = yaml.safe_load(out)
-    assert shown["demo"]["max_frames"] == 7 and shown["demo"]["camera_id"] == "cam0"
+    assert shown["demo"]["max_frames"] == 7 and shown["demo"]["sources"] == ["sample"]
     assert shown["logging"] == {"level": "WARNING", "format": "text"}
 
 
@@ -81,9 +81,13 @@ def test_config_errors_are_one_readable_line(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_demo_on_a_missing_file_is_a_readable_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = run_cli(capsys, "demo", "--source", str(tmp_path / "missing.avi"))
-    assert code == 1 and "video file not found" in err and "Traceback" not in err
+@pytest.mark.parametrize("sources", [["missing.avi", "other.avi"], ["one.avi"]])
+def test_demo_with_bad_cameras_is_a_readable_error(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                   sources: list[str]) -> None:
+    arguments = [part for source in sources for part in ("--source", str(tmp_path / source))]
+    code, _, err = run_cli(capsys, "demo", "--models", "classical", *arguments)
+    assert code == 1 and "Traceback" not in err
+    assert "camera source not found" in err or "at least two cameras" in err
 
 
 def test_console_script_is_declared() -> None:

@@ -20,25 +20,45 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """The foundation demo: sample video -> HOG people -> wire messages -> ZeroMQ -> decoded summary."""
+    """The end-to-end demo (``keyreid_stream.demo``): cameras -> workers -> matcher -> cross-camera identities.
 
-    source: str = "sample"  # "sample" fetches the project's sample video; otherwise a video file path
-    camera_id: str = "cam0"
-    max_frames: int = 100
+    ``sources``: ``["sample"]`` (two overlapping views cut from the sample video, fetched when missing) or two or
+    more video files, stream URLs or webcam indices, one camera each. ``models``: ``auto`` (the best available),
+    ``classical`` (HOG, keypoint prior, part histograms: no weights) or ``trained`` (YOLO-pose and KeyRe-ID, an
+    error when missing). ``redis``: empty = start a private server; else the URL of a running one.
+    ``http``: where the matcher's API and identity browser listen (port 0 = any free port). ``report``: the static
+    HTML report to write (empty = none); ``browse``: keep the browser serving until Ctrl-C.
+    """
+
+    sources: tuple[str, ...] = ("sample",)
+    view_width: int = 480
     stride: int = 2
-    hog_max_width: int = 640
-    min_score: float = 0.3
-    histogram_bins: int = 8
-    thumbnails: bool = True
-    endpoint: str = "tcp://127.0.0.1:*"
+    max_frames: int = 0
+    pace: bool = False
+    models: Literal["auto", "classical", "trained"] = "auto"
+    detector_model: str = "yolo11n-pose.pt"
+    reid_checkpoint: str = ""
+    reid_arch: str = "keyreid_vit_base"
+    reid_checkpoint_kind: Literal["auto", "native", "official"] = "auto"
+    reid_num_cameras: int = 0
+    allow_pickle: bool = False
+    threshold: float | None = None
+    redis: str = ""
+    http: str = "127.0.0.1:0"
+    report: str = "demo-report.html"
+    browse: bool = False
+    workdir: str = ""
+    timeout_s: float = 900.0
 
     def __post_init__(self) -> None:
-        _require(self.max_frames >= 1, "max_frames must be >= 1")
+        _require(len(self.sources) >= 1, "sources must name at least one source ('sample' or two or more videos)")
+        _require(self.view_width >= 64, "view_width must be >= 64")
         _require(self.stride >= 1, "stride must be >= 1")
-        _require(self.hog_max_width >= 64, "hog_max_width must be >= 64")
-        _require(0.0 <= self.min_score <= 1.0, "min_score must be in [0, 1]")
-        _require(2 <= self.histogram_bins <= 64, "histogram_bins must be in [2, 64]")
-        _require(self.endpoint.startswith(("tcp://", "ipc://", "inproc://")), "endpoint must be a ZeroMQ URI")
+        _require(self.max_frames >= 0, "max_frames must be >= 0 (0 = the whole video)")
+        _require(self.threshold is None or 0.0 < self.threshold <= 1.0, "threshold must be in (0, 1]")
+        _require(self.redis == "" or self.redis.startswith(("redis://", "rediss://", "unix://")),
+                 "redis must be empty (a private server) or a redis:// URL")
+        _require(self.timeout_s > 0, "timeout_s must be > 0")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,110 @@
+"""The demo end to end, as the README's first command runs it: real Redis, matcher and worker processes."""
+
+from __future__ import annotations
+
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from keyreid_stream.cli import main
+from keyreid_stream.data.sample import find_sample
+from keyreid_stream.demo.run import prepare_cameras
+
+pytestmark = [pytest.mark.video, pytest.mark.redis, pytest.mark.zmq]
+
+REPO = Path(__file__).resolve().parents[2]
+
+ROW = re.compile(r"^\s+(\S+)\s+(\d+\.\d) -\s+(\d+\.\d) s\s+(\d+\.\d) -\s+(\d+\.\d) s\s+(\d+)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def sample() -> Path:
+    """The sample video, already fetched (CI fetches it before the tests: the tests download nothing)."""
+    path = find_sample()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the sample video is missing: CI must run 'keyreid-stream sample fetch' before the tests")
+        pytest.skip("the sample video is not on this machine: run 'keyreid-stream sample fetch'")
+    return path
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "img" and any(name == "src" and value.startswith("data:image/jpeg") for name, value in attrs):
+            self.images += 1
+
+
+@pytest.mark.slow
+def test_the_readme_demo_links_people_across_the_two_views(sample: Path, tmp_path: Path, yolo_settings: None,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`scripts/dev demo` = `keyreid-stream demo`: the same command and settings, with a report and workdir here."""
+    workdir, report = tmp_path / "work", tmp_path / "report.html"
+    code = main(["demo", "--config", str(REPO / "configs" / "demo.yaml"), "--report", str(report),
+                 f"demo.workdir={workdir}"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "HOG" in out and "Re-ID quality is LIMITED" in out  # no weights here, and it says so
+    assert "cam-left" in out and "cam-right" in out and "192 px shared" in out
+    rows = ROW.findall(out)
+    assert rows, f"no identity seen in both views:\n{out}"
+    for _identity, left_start, left_end, right_start, right_end, tracklets in rows:
+        assert 0 <= float(left_start) <= float(left_end) <= 80 and 0 <= float(right_start) <= float(right_end) <= 80
+        assert int(tracklets) >= 2
+    images = _Images()
+    images.feed(report.read_text())
+    assert images.images >= 2 * len(rows)
+    assert not _processes_mentioning(str(workdir)), "the demo left processes running"
+    assert (workdir / "mot" / "cam-left.txt").stat().st_size > 0  # the workers' MOTChallenge output
+    quality = re.search(r"precision (\d\.\d\d)\); \d+ of the (\d+) true pairs were found \(recall (\d\.\d\d)\)", out)
+    assert quality, out
+    assert int(quality[2]) >= 10  # the geometry finds the people who cross the shared columns
+    assert float(quality[1]) >= 0.5 and float(quality[3]) >= 0.3  # measured: 0.68 and 0.59
+
+
+def test_a_camera_that_cannot_be_read_stops_the_demo_cleanly(tmp_path: Path, yolo_settings: None,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    good, bad = tmp_path / "good.avi", tmp_path / "bad.avi"
+    bad.write_bytes(b"\0not a video" * 1000)
+    good.write_bytes(b"\0not a video either" * 1000)
+    workdir = tmp_path / "work"
+    code = main(["demo", "--source", str(good), "--source", str(bad), "--report", "", "--models", "classical",
+                 f"demo.workdir={workdir}", "demo.timeout_s=120"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert re.search(r"error: worker cam\d exited with status 1", err), err
+    assert not _processes_mentioning(str(workdir))
+
+
+@pytest.mark.parametrize(("sources", "message"), [
+    (["one.avi"], "at least two cameras"),
+    (["sample", "x.avi"], "do not mix"),
+    (["missing-a.avi", "missing-b.avi"], "not found"),
+])
+def test_bad_camera_lists_are_refused(tmp_path: Path, sources: list[str], message: str) -> None:
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        prepare_cameras(sources, cache_dir=tmp_path)
+
+
+def test_live_sources_keep_their_urls(tmp_path: Path) -> None:
+    cameras = prepare_cameras(["rtsp://10.0.0.5/stream", "0"], cache_dir=tmp_path)
+    assert [(c.camera_id, c.source, c.is_file) for c in cameras] == [
+        ("cam1", "rtsp://10.0.0.5/stream", False), ("cam2", "0", False)]
