@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     from keyreid_stream.matcher.cli import add_commands as add_matcher_commands
 
     add_matcher_commands(commands)
-    from keyreid_stream.eval.mtmc_cli import add_commands as add_mtmc_commands
+    from keyreid_stream.eval.cli import add_commands as add_mtmc_commands
 
     add_mtmc_commands(commands)
     return parser

@@ -1,6 +1,6 @@
 """The identity browser in a real headless Chromium (Selenium with the system's chromium and chromedriver),
 served by a real matcher (MatcherThread: ingest socket, index sync, query API with a bearer token) over the
-populated scene of conftest.py (``scene``), where person p1 was linked across cam-a and cam-b into identity g1.
+populated shared of conftest.py (``shared``), where person p1 was linked across cam-a and cam-b into identity g1.
 
 Skipped when chromium, chromedriver or selenium is missing, except with CI=true, where that is a failure (CI
 installs them). One browser serves the whole module."""
@@ -64,14 +64,14 @@ def driver() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def matcher_url(scene, redis_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: ANN001
-    """A real matcher over the ``scene`` (its key prefix), its API on a free port and requiring
-    :data:`API_TOKEN`; yields its URL. It only reads: the scene's association lease belongs to someone else."""
+def matcher_url(shared, redis_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: ANN001
+    """A real matcher over the ``shared`` (its key prefix), its API on a free port and requiring
+    :data:`API_TOKEN`; yields its URL. It only reads: the shared's association lease belongs to someone else."""
     token_file = tmp_path_factory.mktemp("api") / "token"
     token_file.write_text(API_TOKEN + "\n")
     port = free_port()
     config = matcher_config(redis_server.url, http=f"127.0.0.1:{port}",  # type: ignore[attr-defined]
-                            prefix=scene.keys.prefix)
+                            prefix=shared.keys.prefix)
     config = replace(config, api=replace(config.api, token_file=str(token_file)))
     with running_matcher(config):
         url = f"http://127.0.0.1:{port}"
@@ -146,7 +146,7 @@ def javascript_errors(driver: object) -> list[str]:
 # ------------------------------------------------------------------------------------------ tests
 
 
-def test_list_identity_timeline_search_and_hit(driver, scene, matcher_url: str) -> None:
+def test_list_identity_timeline_search_and_hit(driver, shared, matcher_url: str) -> None:
     open_page(driver, matcher_url, "")
     ready(driver, "list")
     assert driver.current_url.startswith(f"{matcher_url}/browser/")
@@ -157,7 +157,7 @@ def test_list_identity_timeline_search_and_hit(driver, scene, matcher_url: str) 
     g1 = css(driver, 'li.identity[data-identity="g1"]')[0]
     thumbs = css(g1, ".thumb")
     assert [t.get_attribute("data-camera") for t in thumbs] == ["cam-a", "cam-b"]
-    assert [t.get_attribute("data-tracklet") for t in thumbs] == [scene.ids["p1_a1"], scene.ids["p1_b"]]
+    assert [t.get_attribute("data-tracklet") for t in thumbs] == [shared.ids["p1_a1"], shared.ids["p1_b"]]
     assert len(loaded_images(driver, g1)) == 2
     assert "4 tracklets, 2 cameras" in g1.text and "2023-11-14 22:13:20 UTC" in g1.text
 
@@ -172,7 +172,7 @@ def test_list_identity_timeline_search_and_hit(driver, scene, matcher_url: str) 
     assert css(driver, "#identity-title")[0].get_attribute("data-identity") == "g1"
     groups = css(driver, "section.camera-group")
     assert [g.get_attribute("data-camera") for g in groups] == ["cam-a", "cam-b"]
-    per_camera = [[scene.name_of(t.get_attribute("data-tracklet")) for t in css(g, ".thumb")] for g in groups]
+    per_camera = [[shared.name_of(t.get_attribute("data-tracklet")) for t in css(g, ".thumb")] for g in groups]
     assert per_camera == [["p1_a1", "p1_a1b", "p1_a2"], ["p1_b"]]
     assert len(loaded_images(driver, css(driver, "#thumbnails")[0])) == 2  # the other two have no thumbnail
     rows = css(driver, "#timeline g.timeline-row")
@@ -185,12 +185,12 @@ def test_list_identity_timeline_search_and_hit(driver, scene, matcher_url: str) 
     assert any("0.800" in e.text and "looks like cam-a track 1" in e.text for e in log)
 
     # a thumbnail searches for look-alikes: the identity itself first, with a score
-    css(driver, f'section.camera-group[data-camera="cam-b"] .thumb[data-tracklet="{scene.ids["p1_b"]}"]')[0].click()
+    css(driver, f'section.camera-group[data-camera="cam-b"] .thumb[data-tracklet="{shared.ids["p1_b"]}"]')[0].click()
     wait(driver, lambda d: css(d, "#search-panel")[0].get_attribute("data-ready") == "true", "the search hits")
     hits = css(driver, "li.search-hit")
     assert len(hits) >= 3 and hits[0].get_attribute("data-identity") == "g1"
     assert "score 1.000" in hits[0].find_element("css selector", ".score").text
-    assert hits[0].get_attribute("data-tracklet") == scene.ids["p1_b"] and "cam-b" in hits[0].text
+    assert hits[0].get_attribute("data-tracklet") == shared.ids["p1_b"] and "cam-b" in hits[0].text
     assert float(hits[1].get_attribute("data-score")) < float(hits[0].get_attribute("data-score"))
     loaded_images(driver, hits[0])
 
@@ -238,7 +238,7 @@ def test_token_prompt(driver, matcher_url: str) -> None:
     assert css(driver, "#forget-token")[0].is_displayed()
 
 
-def test_outages_are_shown_as_messages(driver, scene, serve, redis_server_factory) -> None:  # noqa: ANN001
+def test_outages_are_shown_as_messages(driver, shared, serve, redis_server_factory) -> None:  # noqa: ANN001
     """Redis down: the API answers 503 and the page says so; the API gone: the page says it cannot reach it."""
     import redis
     from redis.backoff import NoBackoff
@@ -249,7 +249,7 @@ def test_outages_are_shown_as_messages(driver, scene, serve, redis_server_factor
     server = redis_server_factory()
     client = redis.Redis.from_url(server.url, socket_timeout=1, retry=Retry(NoBackoff(), 0))
     try:
-        api = serve(MatcherQueries(client, scene.keys, scene.index))
+        api = serve(MatcherQueries(client, shared.keys, shared.index))
         open_page(driver, api.url, "browser/", token=None)
         ready(driver, "list")
         assert css(driver, "#no-identities")  # an empty Redis: nothing to show, no error

@@ -21,18 +21,18 @@ TOKEN = "s3cret-token"  # conftest.API_TOKEN
 # ------------------------------------------------------------------------------------------ identity summaries
 
 
-def test_summaries_have_cameras_and_a_thumbnail_per_camera(scene, scene_http: httpx.Client) -> None:
-    rows = {row["identity_id"]: row for row in scene_http.get("/identities").json()}
+def test_summaries_have_cameras_and_a_thumbnail_per_camera(shared, http: httpx.Client) -> None:
+    rows = {row["identity_id"]: row for row in http.get("/identities").json()}
     assert [(gid, rows[gid]["cameras"]) for gid in ("g1", "g2", "g3", "g4", "g6")] == [
         ("g1", ["cam-a", "cam-b"]), ("g2", ["cam-b", "cam-c"]), ("g3", ["cam-a", "cam-c"]),
         ("g4", ["cam-a", "cam-b", "cam-c"]), ("g6", ["cam-a"])]
     # per camera, the latest tracklet that has a thumbnail (p1_a1 has one, the later p1_a1b and p1_a2 have none)
-    assert rows["g1"]["thumbnails"] == {"cam-a": scene.ids["p1_a1"], "cam-b": scene.ids["p1_b"]}
-    assert rows["g2"]["thumbnails"] == {"cam-b": scene.ids["p2_b"]} and rows["g4"]["thumbnails"] == {}
+    assert rows["g1"]["thumbnails"] == {"cam-a": shared.ids["p1_a1"], "cam-b": shared.ids["p1_b"]}
+    assert rows["g2"]["thumbnails"] == {"cam-b": shared.ids["p2_b"]} and rows["g4"]["thumbnails"] == {}
     assert all(row["cameras_complete"] for row in rows.values())
     assert (rows["g1"]["num_tracklets"], rows["g1"]["first_seen"], rows["g1"]["last_seen"]) == (4, T0, T0 + 50)
-    thumb = scene_http.get(f"/tracklets/{rows['g1']['thumbnails']['cam-b']}/thumbnail")
-    assert thumb.status_code == 200 and thumb.content == scene.thumbnails["p1_b"]
+    thumb = http.get(f"/tracklets/{rows['g1']['thumbnails']['cam-b']}/thumbnail")
+    assert thumb.status_code == 200 and thumb.content == shared.thumbnails["p1_b"]
 
 
 @pytest.mark.parametrize(("query", "expected"), [
@@ -44,15 +44,15 @@ def test_summaries_have_cameras_and_a_thumbnail_per_camera(scene, scene_http: ht
     (f"min_cameras=2&until={T0 + 60}", ["g1", "g2", "g3"]),
     ("min_cameras=1&limit=3", ["g11", "g10", "g9"]),
 ])
-def test_min_cameras_filter(scene_http: httpx.Client, query: str, expected: list[str]) -> None:
-    response = scene_http.get(f"/identities?{query}")
+def test_min_cameras_filter(http: httpx.Client, query: str, expected: list[str]) -> None:
+    response = http.get(f"/identities?{query}")
     assert response.status_code == 200, response.text
     assert [row["identity_id"] for row in response.json()] == expected
 
 
-def test_min_cameras_must_be_positive(scene_http: httpx.Client) -> None:
+def test_min_cameras_must_be_positive(http: httpx.Client) -> None:
     for value in ("0", "-1", "two"):
-        response = scene_http.get(f"/identities?min_cameras={value}")
+        response = http.get(f"/identities?min_cameras={value}")
         assert response.status_code == 400 and response.json()["error"] == "bad_request"
         assert "min_cameras" in response.json()["detail"]
 
@@ -73,28 +73,28 @@ def test_a_long_identity_is_summarised_from_its_recent_tracklets(private) -> Non
 
 
 @pytest.mark.parametrize(("name", "identity"), [("p1_b", "g1"), ("p2_c", "g2"), ("p4_c2", "g4"), ("p9", "g10")])
-def test_similar_finds_the_tracklets_own_identity_first(scene, scene_http: httpx.Client, name: str,
+def test_similar_finds_the_tracklets_own_identity_first(shared, http: httpx.Client, name: str,
                                                         identity: str) -> None:
-    response = scene_http.get(f"/tracklets/{scene.ids[name]}/similar?k=3")
+    response = http.get(f"/tracklets/{shared.ids[name]}/similar?k=3")
     assert response.status_code == 200, response.text
     hits = response.json()
     assert len(hits) == 3 and hits[0]["identity_id"] == identity and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
-    assert hits[0]["best_tracklet"] == scene.ids[name]
+    assert hits[0]["best_tracklet"] == shared.ids[name]
     assert [hit["score"] for hit in hits] == sorted((hit["score"] for hit in hits), reverse=True)
     assert set(hits[0]) == {"identity_id", "score", "best_tracklet", "best_camera", "tracklets_hit"}
 
 
-def test_similar_without_the_tracklet_itself(scene, scene_http: httpx.Client) -> None:
-    hits = scene_http.get(f"/tracklets/{scene.ids['p1_b']}/similar", params={"k": 2, "exclude_self": "true"}).json()
-    assert hits[0]["identity_id"] == "g1" and hits[0]["best_tracklet"] != scene.ids["p1_b"]
+def test_similar_without_the_tracklet_itself(shared, http: httpx.Client) -> None:
+    hits = http.get(f"/tracklets/{shared.ids['p1_b']}/similar", params={"k": 2, "exclude_self": "true"}).json()
+    assert hits[0]["identity_id"] == "g1" and hits[0]["best_tracklet"] != shared.ids["p1_b"]
     assert 0.9 < hits[0]["score"] < 1.0 and hits[0]["tracklets_hit"] == 3
-    alone = scene_http.get(f"/tracklets/{scene.ids['p9']}/similar", params={"k": 1, "exclude_self": "true"}).json()
+    alone = http.get(f"/tracklets/{shared.ids['p9']}/similar", params={"k": 1, "exclude_self": "true"}).json()
     assert alone[0]["identity_id"] != "g10" and alone[0]["score"] < 0.5  # p9 is g10's only tracklet
 
 
-def test_similar_leaves_out_unassociated_tracklets(scene, scene_http: httpx.Client) -> None:
-    hits = scene_http.get(f"/tracklets/{scene.ids['p11_new']}/similar?k=2").json()
-    assert len(hits) == 2 and all(hit["best_tracklet"] != scene.ids["p11_new"] for hit in hits)
+def test_similar_leaves_out_unassociated_tracklets(shared, http: httpx.Client) -> None:
+    hits = http.get(f"/tracklets/{shared.ids['p11_new']}/similar?k=2").json()
+    assert len(hits) == 2 and all(hit["best_tracklet"] != shared.ids["p11_new"] for hit in hits)
 
 
 @pytest.mark.parametrize(("path", "status", "match"), [
@@ -105,15 +105,15 @@ def test_similar_leaves_out_unassociated_tracklets(scene, scene_http: httpx.Clie
     ("/tracklets/{p1_b}/similar?k=many", 400, "k: "),
     ("/tracklets/{p1_b}/similar?exclude_self=perhaps", 400, "exclude_self: "),
 ])
-def test_similar_errors(scene, scene_http: httpx.Client, path: str, status: int, match: str) -> None:
-    response = scene_http.get(path.format(**scene.ids))
+def test_similar_errors(shared, http: httpx.Client, path: str, status: int, match: str) -> None:
+    response = http.get(path.format(**shared.ids))
     assert response.status_code == status, response.text
     assert match in response.json()["detail"]
 
 
-def test_similar_with_a_token(scene, scene_secured_api) -> None:
-    path = f"/tracklets/{scene.ids['p2_b']}/similar"
-    with httpx.Client(base_url=scene_secured_api.url, timeout=10) as http:
+def test_similar_with_a_token(shared, secured_server) -> None:
+    path = f"/tracklets/{shared.ids['p2_b']}/similar"
+    with httpx.Client(base_url=secured_server.url, timeout=10) as http:
         assert http.get(path).status_code == 401
         hits = http.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).json()
     assert hits[0]["identity_id"] == "g2"
@@ -122,12 +122,12 @@ def test_similar_with_a_token(scene, scene_secured_api) -> None:
 # ------------------------------------------------------------------------------------------ static files
 
 
-def test_root_redirects_to_the_browser(scene_http: httpx.Client) -> None:
-    response = scene_http.get("/")
+def test_root_redirects_to_the_browser(http: httpx.Client) -> None:
+    response = http.get("/")
     assert response.status_code == 307 and response.headers["location"] == "browser/"
-    page = scene_http.get("/", follow_redirects=True)
+    page = http.get("/", follow_redirects=True)
     assert page.status_code == 200 and str(page.url).endswith("/browser/")
-    assert scene_http.get("/browser", follow_redirects=True).url.path == "/browser/"
+    assert http.get("/browser", follow_redirects=True).url.path == "/browser/"
 
 
 @pytest.mark.parametrize(("path", "media", "needle"), [
@@ -137,8 +137,8 @@ def test_root_redirects_to_the_browser(scene_http: httpx.Client) -> None:
     ("/browser/common.js", "javascript", "Authorization = `Bearer ${secret}`"),
     ("/browser/browser.css", "text/css", ".search-hit"),
 ])
-def test_browser_files_need_no_token(scene_secured_api, path: str, media: str, needle: str) -> None:
-    with httpx.Client(base_url=scene_secured_api.url, timeout=10) as http:
+def test_browser_files_need_no_token(secured_server, path: str, media: str, needle: str) -> None:
+    with httpx.Client(base_url=secured_server.url, timeout=10) as http:
         response = http.get(path)
         assert response.status_code == 200 and media in response.headers["content-type"]
         assert needle in response.text
@@ -150,13 +150,13 @@ def test_browser_files_need_no_token(scene_secured_api, path: str, media: str, n
 
 
 @pytest.mark.parametrize("path", ["/browser/nothing.js", "/browser/../api.py", "/browser/%2e%2e/api.py"])
-def test_browser_serves_only_its_files(scene_http: httpx.Client, path: str) -> None:
-    response = scene_http.get(path)
+def test_browser_serves_only_its_files(http: httpx.Client, path: str) -> None:
+    response = http.get(path)
     assert response.status_code == 404 and response.json()["error"] == "not_found"
 
 
-def test_browser_routes_stay_out_of_the_openapi_document(scene_http: httpx.Client) -> None:
-    paths = scene_http.get("/openapi.json").json()["paths"]
+def test_browser_routes_stay_out_of_the_openapi_document(http: httpx.Client) -> None:
+    paths = http.get("/openapi.json").json()["paths"]
     assert "/" not in paths and not any(path.startswith("/browser") for path in paths)
     assert "min_cameras" in {p["name"] for p in paths["/identities"]["get"]["parameters"]}
 
@@ -164,26 +164,26 @@ def test_browser_routes_stay_out_of_the_openapi_document(scene_http: httpx.Clien
 # ------------------------------------------------------------------------------------------ client and CLI
 
 
-def test_query_client_methods(scene, scene_api) -> None:
-    client = QueryClient(scene_api.url)
+def test_query_client_methods(shared, api_server) -> None:
+    client = QueryClient(api_server.url)
     assert [row["identity_id"] for row in client.identities(min_cameras=3)] == ["g4"]
     assert client.identity("g5")["identity_id"] == "g4"
-    assert client.similar(scene.ids["p2_c"], 1)[0]["identity_id"] == "g2"
-    assert client.similar(scene.ids["p2_c"], 1, exclude_self=True)[0]["best_tracklet"] != scene.ids["p2_c"]
-    assert client.thumbnail(scene.ids["p1_a1"]) == scene.thumbnails["p1_a1"]
+    assert client.similar(shared.ids["p2_c"], 1)[0]["identity_id"] == "g2"
+    assert client.similar(shared.ids["p2_c"], 1, exclude_self=True)[0]["best_tracklet"] != shared.ids["p2_c"]
+    assert client.thumbnail(shared.ids["p1_a1"]) == shared.thumbnails["p1_a1"]
     with pytest.raises(QueryError, match="has no thumbnail") as caught:
-        client.thumbnail(scene.ids["p2_c"])
+        client.thumbnail(shared.ids["p2_c"])
     assert caught.value.status == 404
 
 
-def test_cli_similar_and_min_cameras(scene, scene_api, capsys: pytest.CaptureFixture[str],
+def test_cli_similar_and_min_cameras(shared, api_server, capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KEYREID_API_TOKEN", raising=False)
     parser = argparse.ArgumentParser(prog="keyreid-stream")
     add_commands(parser.add_subparsers())
-    for argv, expected in ((["similar", scene.ids["p3_a"], "--k", "2"], "1     g3        1.000"),
+    for argv, expected in ((["similar", shared.ids["p3_a"], "--k", "2"], "1     g3        1.000"),
                            (["identities", "--min-cameras", "3"], "cam-a,cam-b,cam-c")):
-        args = parser.parse_args(["query", "--url", scene_api.url, *argv])
+        args = parser.parse_args(["query", "--url", api_server.url, *argv])
         assert args.handler(args) == 0
         out = capsys.readouterr().out
         assert expected in out, out

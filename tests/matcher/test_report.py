@@ -104,21 +104,21 @@ def test_report_shows_the_identities_cameras_thumbnails_and_timelines(private, h
     assert not list(tmp_path.joinpath("out").glob(".*"))  # no partial file left behind
 
 
-def test_report_of_every_identity_without_thumbnails(scene, scene_api, tmp_path) -> None:
+def test_report_of_every_identity_without_thumbnails(shared, api_server, tmp_path) -> None:
     path = tmp_path / "all.html"
-    summary = write_report(QueryClient(scene_api.url), path, title="all", thumbnails_per_camera=0, limit=50)
+    summary = write_report(QueryClient(api_server.url), path, title="all", thumbnails_per_camera=0, limit=50)
     page = read(path)
     assert list(page.sections) == ["g11", "g10", "g9", "g8", "g7", "g6", "g4", "g3", "g2", "g1"]
     assert summary.thumbnails == 0 and not [tag for tag, _ in page.tags if tag == "img"]
     assert page.sections["g6"]["rows"] == ["cam-a"] and "no thumbnail" in "".join(page.text)
 
 
-def test_report_errors(scene, scene_api, scene_secured_api, tmp_path) -> None:
+def test_report_errors(shared, api_server, secured_server, tmp_path) -> None:
     with pytest.raises(QueryError, match="limit must be"):
-        write_report(QueryClient(scene_api.url), tmp_path / "r.html", title="t", limit=51)  # above max_results
+        write_report(QueryClient(api_server.url), tmp_path / "r.html", title="t", limit=51)  # above max_results
     with pytest.raises(QueryError, match="HTTP 401"):
-        write_report(QueryClient(scene_secured_api.url), tmp_path / "r.html", title="t")
+        write_report(QueryClient(secured_server.url), tmp_path / "r.html", title="t")
     assert not list(tmp_path.iterdir())
-    summary = write_report(QueryClient(scene_secured_api.url, token="s3cret-token"), tmp_path / "r.html", title="t",
+    summary = write_report(QueryClient(secured_server.url, token="s3cret-token"), tmp_path / "r.html", title="t",
                            min_cameras=3, limit=5)
     assert summary.identities == 1 and list(read(summary.path).sections) == ["g4"]
