@@ -86,6 +86,17 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
                         help="override config values, e.g. demo.max_frames=50")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _load(args: argparse.Namespace) -> Config:
     """Load the config of a command and set up logging once from it and the global flags."""
     config = load_config(Config, args.config, args.overrides)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
+from keyreid_stream.cli import positive_int
 from keyreid_stream.logs import setup_logging
 
-__all__ = ["add_commands", "read_token"]
+__all__ = ["add_commands"]
 
 TOKEN_ENV = "KEYREID_API_TOKEN"  # the same variable as ``keyreid-stream query``
 
@@ -26,16 +26,6 @@ def _iou(text: str) -> float:
         value = -1.0
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
 
 
@@ -64,7 +54,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",
                         help=f"environment variable holding the API token (default {TOKEN_ENV})")
     export.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer (default 30)")
-    export.add_argument("--page-size", type=_positive, default=100,
+    export.add_argument("--page-size", type=positive_int, default=100,
                         help="identities per request, at most the matcher's api.max_results (default 100)")
     export.set_defaults(handler=_export)
 
@@ -81,25 +71,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_token(token_file: Path | None, token_env: str) -> str | None:
-    """The API token: the file's first line when a file is given, else the environment variable (or None)."""
-    if token_file is None:
-        return os.environ.get(token_env) or None
-    from keyreid_stream.matcher.client import QueryError
-
-    try:
-        lines = token_file.read_text(encoding="utf-8").strip().splitlines()
-    except OSError as exc:
-        raise QueryError(f"cannot read the token file {token_file}: {exc.strerror or exc}") from None
-    return lines[0].strip() if lines else None
-
-
 def _export(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
-    from keyreid_stream.matcher.client import QueryClient
+    from keyreid_stream.matcher.client import QueryClient, QueryError, read_token
     from keyreid_stream.matcher.motexport import export_global_ids, format_export_report
 
-    client = QueryClient(args.url, token=read_token(args.token_file, args.token_env), timeout=args.timeout)
+    try:
+        token = read_token(args.token_env, args.token_file)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
+    client = QueryClient(args.url, token=token, timeout=args.timeout)
     report = export_global_ids(args.tracks, client, args.out, page_size=args.page_size)
     print(format_export_report(report))
     return 0

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from keyreid_stream.cli import positive_int
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.matcher.client import (
@@ -159,13 +160,6 @@ def run_query(args: argparse.Namespace) -> int:
     return 1 if degraded else 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def _add_query_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "query", help="ask a running matcher: identities, tracklets, links, search",
@@ -186,21 +180,21 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
     identities.add_argument("--camera", help="only identities seen on this camera")
     identities.add_argument("--since", type=parse_time, help=f"seen at or after ({when})")
     identities.add_argument("--until", type=parse_time, help=f"seen at or before ({when})")
-    identities.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 100)")
-    identities.add_argument("--min-cameras", type=_positive, help="only identities seen on this many cameras")
+    identities.add_argument("--limit", type=positive_int, help="at most this many (default: the server's, 100)")
+    identities.add_argument("--min-cameras", type=positive_int, help="only identities seen on this many cameras")
     sub.add_parser("identity", help="one identity: timeline and tracklets").add_argument("gid", help="e.g. g42")
     sub.add_parser("tracklet", help="one tracklet and its decision").add_argument("tid", help="32 hex characters")
     similar = sub.add_parser("similar", help="the identities that look most like a stored tracklet")
     similar.add_argument("tid", help="32 hex characters")
-    similar.add_argument("--k", type=_positive, default=5, help="how many identities (default 5)")
+    similar.add_argument("--k", type=positive_int, default=5, help="how many identities (default 5)")
     links = sub.add_parser("links", help="appearance links to or from a camera")
     links.add_argument("--camera", required=True)
     links.add_argument("--start", type=parse_time, help=f"tracklets ending at or after ({when})")
     links.add_argument("--end", type=parse_time, help=f"tracklets ending at or before ({when})")
-    links.add_argument("--limit", type=_positive, help="at most this many (default: the server's, 1000)")
+    links.add_argument("--limit", type=positive_int, help="at most this many (default: the server's, 1000)")
     search = sub.add_parser("search", help="the identities nearest to a descriptor or a person crop")
     source = search.add_mutually_exclusive_group(required=True)
     source.add_argument("--descriptor", type=Path, metavar="FILE", help="a .npy or .json descriptor")
     source.add_argument("--image", type=Path, metavar="FILE", help="a JPEG or PNG person crop")
-    search.add_argument("--k", type=_positive, default=5, help="how many identities (default 5)")
+    search.add_argument("--k", type=positive_int, default=5, help="how many identities (default 5)")
     search.add_argument("--space", help="descriptor space, when several have the descriptor's dimension")

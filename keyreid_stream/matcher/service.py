@@ -11,18 +11,17 @@ the HTTP API in another. Each thread survives Redis outages with backoff. ``stop
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import redis
 import zmq
 
+from keyreid_stream.matcher.client import read_token
 from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.ingest import Ingestor, IngestStats, Outage, bind_router
@@ -54,16 +53,6 @@ def connect_redis(url: str, socket_timeout_s: float = 5.0) -> redis.Redis:
     """A redis-py client (a thread-safe connection pool); connecting happens at the first command."""
     return redis.Redis.from_url(url, socket_timeout=socket_timeout_s, socket_connect_timeout=socket_timeout_s,
                                 health_check_interval=10)
-
-
-def read_token(token_env: str, token_file: str) -> str | None:
-    """The API's bearer token: the file's first line, else the environment variable; None = no auth."""
-    if token_file:
-        token = Path(token_file).expanduser().read_text().strip()
-        if not token:
-            raise ValueError(f"api.token_file {token_file} is empty")
-        return token
-    return os.environ.get(token_env) or None if token_env else None
 
 
 class IndexSync:

@@ -3,11 +3,11 @@ captures (webcams, network streams) that reconnect with backoff. Open them with
 :func:`~keyreid_stream.workers.sources.open_source`; the base class, URI rules and counters are in
 :mod:`~keyreid_stream.workers.sources`.
 
-Files and folders: ``timestamp = start_time + index / fps``; ``pace`` sleeps until ``t0 + index / fps`` on
-the monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the first frame is
-read, so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts at the end with the index counting on. A file frame that
-does not decode is skipped (up to :data:`MAX_DECODE_SKIP` in a row before the file counts as ended) and
-counted.
+Files and folders: ``timestamp = start_time + index / fps``; ``pace`` sleeps until ``t0 + index / fps`` on the
+monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the first frame is read,
+so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts at the end with the index
+counting on. A file frame that does not decode is skipped (up to :data:`MAX_DECODE_SKIP` in a row before the file
+counts as ended) and counted.
 
 Live captures: network streams open with the FFmpeg backend and its open and read timeouts, webcams by index
 with any backend. A read that fails, times out or hits the end of the stream means the stream is *lost*: the

@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from keyreid_stream.config.schema import LoggingConfig, _require
 
-__all__ = ["CameraConfig", "DetectorConfig", "EmbeddingConfig", "MetricsConfig", "OutputConfig", "PoseConfig", "PublishConfig",
-           "SourceConfig", "TrackerConfig", "TrackletConfig", "WorkerConfig"]
+__all__ = ["CameraConfig", "DetectorConfig", "EmbeddingConfig", "MetricsConfig", "OutputConfig", "PoseConfig",
+           "PublishConfig", "SourceConfig", "TrackerConfig", "TrackletConfig", "WorkerConfig"]
 
 
 @dataclass(frozen=True)
