@@ -101,7 +101,7 @@ def _appearance(mode: Mode, checkpoint: str, arch: str, kind: str, num_cameras: 
             raise FileNotFoundError(f"KeyRe-ID checkpoint not found: {checkpoint}")
         return ({"kind": "model", "arch": arch, "checkpoint": str(Path(checkpoint).expanduser()),
                  "checkpoint_kind": kind, "num_cameras": num_cameras, "allow_pickle": allow_pickle}, False,
-                f"appearance: {arch} from {checkpoint}")
+                f"appearance: the re-ID model in {checkpoint} ({kind} checkpoint)")
     if mode == "trained":
         raise FileNotFoundError("demo.models=trained needs a KeyRe-ID checkpoint: demo.reid_checkpoint=PATH "
                                 "(there are no public KeyRe-ID weights to download)")

@@ -108,3 +108,24 @@ def test_live_sources_keep_their_urls(tmp_path: Path) -> None:
     cameras = prepare_cameras(["rtsp://10.0.0.5/stream", "0"], cache_dir=tmp_path)
     assert [(c.camera_id, c.source, c.is_file) for c in cameras] == [
         ("cam1", "rtsp://10.0.0.5/stream", False), ("cam2", "0", False)]
+
+
+@pytest.mark.slow
+def test_with_a_reid_checkpoint_the_workers_embed_with_it(sample: Path, tmp_path: Path, yolo_settings: None) -> None:
+    """The trained path: the checkpoint reaches both workers, and the matcher stores that model's descriptors."""
+    import torch
+
+    from keyreid_stream.demo import choose_models, run_demo
+    from keyreid_stream.model import build_model
+    from keyreid_stream.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(build_model("keyreid_test", 0, 0).eval(), tmp_path / "tiny.pt")
+    models = choose_models("auto", reid_checkpoint=str(checkpoint))
+    assert models.embedding["kind"] == "model" and not models.quality_limited and models.threshold == 0.6
+    cameras = prepare_cameras(["sample"], cache_dir=tmp_path / "cache", max_frames=60)
+    result = run_demo(cameras, models, max_frames=30, workdir=tmp_path / "work")
+    assert sum(result.tracklets_per_camera.values()) > 0
+    assert list(result.stats["spaces"]) and all(space.startswith("keyreid_test@sha256:")
+                                                for space in result.stats["spaces"])
+    assert not _processes_mentioning(str(tmp_path / "work"))
