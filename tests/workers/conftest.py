@@ -6,6 +6,8 @@
   MPEG-TS on ``tcp://127.0.0.1:PORT`` (started; killed at teardown). ffmpeg's TCP listener serves ONE
   client: once that client disconnects (or after :meth:`FfmpegTcpServer.kill`), ``start()`` again.
   Without ffmpeg the tests using it are skipped -- or fail when ``CI`` is set (CI installs ffmpeg).
+* ``matcher`` -- ``worker_harness.Matcher``, a ROUTER socket on 127.0.0.1 that decodes and acknowledges what
+  workers send (the wire protocol's receiving side, without Redis); ``start_matcher(port)`` starts one on a port.
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # worker_harness.py beside the tests (importlib mode)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from worker_harness import Matcher  # noqa: E402
 
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 160, 120, 10.0, 40
 LISTEN_TIMEOUT_S = 10.0
@@ -125,3 +134,26 @@ def ffmpeg_tcp_server(mjpg_clip: Path, tmp_path: Path) -> Iterator[FfmpegTcpServ
         yield server.start()
     finally:
         server.kill()
+
+
+@pytest.fixture
+def start_matcher(zmq_context: zmq.Context) -> Iterator[Callable[[int | None], Matcher]]:
+    """Start a :class:`Matcher` (on ``port``, or a free one); all are closed at teardown."""
+    started: list[Matcher] = []
+
+    def start(port: int | None = None) -> Matcher:
+        receiver = Matcher(zmq_context, port)
+        receiver.start()
+        started.append(receiver)
+        return receiver
+
+    try:
+        yield start
+    finally:
+        for receiver in started:
+            receiver.close()
+
+
+@pytest.fixture
+def matcher(start_matcher: Callable[[int | None], Matcher]) -> Matcher:
+    return start_matcher(None)

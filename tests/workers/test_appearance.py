@@ -5,8 +5,7 @@ it over ZeroMQ."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from worker_harness import Matcher
 
-from keyreid_stream.contracts import Heartbeat, Tracklet, TrackletMessage
+from keyreid_stream.contracts import Tracklet, TrackletMessage
 from keyreid_stream.keypoints.pose import PriorPose
-from keyreid_stream.wire import decode, encode_ack
 from keyreid_stream.workers.appearance import (
     DESCRIPTOR_DIM,
     MODEL_NAME,
@@ -348,43 +347,8 @@ def bus_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class Receiver(threading.Thread):
-    """A ROUTER socket standing in for the matcher: decodes and acknowledges every tracklet message."""
-
-    def __init__(self, context: zmq.Context) -> None:
-        super().__init__(daemon=True)
-        self.socket = context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.endpoint = f"tcp://127.0.0.1:{self.socket.bind_to_random_port('tcp://127.0.0.1')}"
-        self.messages: dict[str, TrackletMessage] = {}
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        while not self.halt.is_set():
-            if not self.socket.poll(50):
-                continue
-            identity, payload = self.socket.recv_multipart()
-            message = decode(payload)
-            if isinstance(message, Heartbeat):
-                continue
-            self.messages[message.message_id] = message
-            self.socket.send_multipart([identity, encode_ack(message.message_id)])
-
-
-@pytest.fixture
-def receiver(zmq_context: zmq.Context) -> Iterator[Receiver]:
-    thread = Receiver(zmq_context)
-    thread.start()
-    try:
-        yield thread
-    finally:
-        thread.halt.set()
-        thread.join(5)
-        thread.socket.close(linger=0)
-
-
 @pytest.mark.video
-def test_a_hog_worker_publishes_part_histograms(bus_video: Path, receiver: Receiver, zmq_context: zmq.Context,
+def test_a_hog_worker_publishes_part_histograms(bus_video: Path, matcher: Matcher, zmq_context: zmq.Context,
                                                caplog: pytest.LogCaptureFixture) -> None:
     """Two cameras showing the same video, HOG people, prior keypoints, part histograms: what the worker of a
     machine without weights runs. Both cameras must publish the same tracklets with the same descriptors."""
@@ -393,14 +357,14 @@ def test_a_hog_worker_publishes_part_histograms(bus_video: Path, receiver: Recei
         detector=DetectorConfig(kind="hog"), pose=PoseConfig(backend="prior"),
         tracklets=TrackletConfig(min_frames=4, lost_after_s=0.5, min_box_height=40),
         embedding=EmbeddingConfig(kind="part-histogram", max_wait_s=0.05),
-        publish=PublishConfig(matcher=receiver.endpoint, ack_timeout_s=1.0, heartbeat_s=0.2, flush_timeout_s=10.0),
+        publish=PublishConfig(matcher=matcher.endpoint, ack_timeout_s=1.0, heartbeat_s=0.2, flush_timeout_s=10.0),
         metrics=MetricsConfig(log_every_s=0),
     )
     with caplog.at_level(logging.WARNING, logger="keyreid_stream.workers.service"):
         report = run_worker(config, context=zmq_context)
     warnings = [r for r in caplog.records if "re-ID quality is limited" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
-    messages = list(receiver.messages.values())
+    messages = list(matcher.messages)
     assert report.publisher.acked == len(messages) and report.publisher.dropped == 0
     assert report.counters.get("embed_errors", 0) == 0 and report.counters.get("embed_nonfinite", 0) == 0
     by_camera: dict[str, list[TrackletMessage]] = {"north": [], "south": []}

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import zmq
+from worker_harness import Matcher
 
-from keyreid_stream.contracts import Heartbeat, TrackletMessage
-from keyreid_stream.wire import decode, encode_ack
+from keyreid_stream.contracts import TrackletMessage
 from keyreid_stream.workers.config import (
     CameraConfig,
     DetectorConfig,
@@ -117,54 +117,6 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
     return make_scene(tmp_path_factory.mktemp("scene"), WALKERS, 60)
 
 
-class Matcher(threading.Thread):
-    """A ROUTER socket that decodes what arrives and acknowledges every tracklet message (the wire protocol)."""
-
-    def __init__(self, context: zmq.Context, port: int | None = None) -> None:
-        super().__init__(daemon=True)
-        self.socket = context.socket(zmq.ROUTER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        if port is None:
-            port = self.socket.bind_to_random_port("tcp://127.0.0.1")
-        else:
-            self.socket.bind(f"tcp://127.0.0.1:{port}")
-        self.port = port
-        self.endpoint = f"tcp://127.0.0.1:{port}"
-        self.messages: list[TrackletMessage] = []
-        self.heartbeats: list[Heartbeat] = []
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.socket, zmq.POLLIN)
-        while not self.halt.is_set():
-            if not poller.poll(50):
-                continue
-            identity, payload = self.socket.recv_multipart()
-            message = decode(payload)
-            if isinstance(message, Heartbeat):
-                self.heartbeats.append(message)
-                continue
-            if all(m.message_id != message.message_id for m in self.messages):
-                self.messages.append(message)
-            self.socket.send_multipart([identity, encode_ack(message.message_id)])
-
-    def close(self) -> None:
-        self.halt.set()
-        self.join(5)
-        self.socket.close(linger=0)
-
-
-@pytest.fixture
-def matcher(zmq_context: zmq.Context) -> Iterator[Matcher]:
-    receiver = Matcher(zmq_context)
-    receiver.start()
-    try:
-        yield receiver
-    finally:
-        receiver.close()
-
-
 def _config(scene: Scene, endpoint: str, **camera: object) -> WorkerConfig:
     return WorkerConfig(
         cameras=(CameraConfig(id="cam1", source=str(scene.video), detections=str(scene.detections), **camera),),
@@ -200,7 +152,8 @@ def test_public_detections_become_acknowledged_tracklet_messages(scene: Scene, m
     assert last.counters["frames"] == scene.frames and last.counters["published"] == 3
 
 
-def test_matcher_started_late_receives_everything(scene: Scene, zmq_context: zmq.Context) -> None:
+def test_matcher_started_late_receives_everything(scene: Scene, zmq_context: zmq.Context,
+                                                  start_matcher: Callable[[int | None], Matcher]) -> None:
     probe = zmq_context.socket(zmq.ROUTER)
     port = probe.bind_to_random_port("tcp://127.0.0.1")
     probe.close(linger=0)
@@ -210,14 +163,10 @@ def test_matcher_started_late_receives_everything(scene: Scene, zmq_context: zmq
                                                                               context=zmq_context)))
     worker.start()
     time.sleep(2.0)
-    receiver = Matcher(zmq_context, port=port)
-    receiver.start()
-    try:
-        worker.join(60)
-        assert not worker.is_alive()
-        assert len(receiver.messages) == 3 and outcome["report"].publisher.dropped == 0
-    finally:
-        receiver.close()
+    receiver = start_matcher(port)
+    worker.join(60)
+    assert not worker.is_alive()
+    assert len(receiver.messages) == 3 and outcome["report"].publisher.dropped == 0
 
 
 def test_sigterm_flushes_the_open_tracklets(tmp_path: Path, matcher: Matcher) -> None:
