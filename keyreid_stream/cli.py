@@ -273,8 +273,9 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("--num-classes", type=int, required=True, help="training identities (0: no classifiers)")
     convert.add_argument("--num-cameras", type=int, required=True, help="camera embedding size (0: none)")
     convert.add_argument("--kind", choices=("auto", "native", "official", "imagenet"), default="auto")
-    convert.add_argument("--compat", choices=("paper", "official"), default="paper",
-                         help="official: the authors' forward, needed to reproduce their outputs")
+    convert.add_argument("--compat", choices=("paper", "official"), default=None,
+                         help="KeyRe-ID / VID-Trans-ReID only: official = the authors' forward, needed to "
+                              "reproduce their outputs (default: paper)")
     convert.add_argument("--allow-pickle", action="store_true",
                          help="also read arbitrary pickled objects (only for files you trust)")
     convert.set_defaults(handler=_model_convert)
@@ -302,9 +303,10 @@ def _model_convert(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
     from keyreid_stream.model.checkpoint import convert_checkpoint
 
+    options = {} if args.compat is None else {"compat": args.compat}
     report = convert_checkpoint(args.source, args.destination, arch=args.arch, num_classes=args.num_classes,
                                 num_cameras=args.num_cameras, kind=args.kind, allow_pickle=args.allow_pickle,
-                                compat=args.compat)
+                                **options)
     print(f"{report.summary()}; wrote {args.destination}")
     return EXIT_OK
 

@@ -26,6 +26,7 @@ from keyreid_stream.eval.features import extract_features
 from keyreid_stream.eval.rank import RankResult, evaluate_rank, official_camera_ids
 from keyreid_stream.eval.rerank import re_ranking
 from keyreid_stream.keypoints.heatmaps import PART_NAMES
+from keyreid_stream.keypoints.regions import REGION_NAMES
 
 __all__ = ["SplitEvaluation", "evaluate_split", "write_reports"]
 
@@ -150,9 +151,25 @@ def _overlays(model: torch.nn.Module, tracklet: VideoTracklet, *, root: Path, ou
     pixels = figures.denormalise_frames(frames[0], mean=mean, std=std)
     written = [figures.render_part_overlays(pixels, points[0].numpy(), out_dir / "part_weights.png")]
     model.eval()
-    needs_keypoints = bool(getattr(model, "needs_keypoints", True))
-    maps = figures.attention_maps(model, frames.to(device), points.to(device) if needs_keypoints else None,
-                                  cameras.to(device))
+    keypoints_in = points.to(device) if bool(getattr(model, "needs_keypoints", True)) else None
+    named = _attention_rows(model, frames.to(device), keypoints_in, cameras.to(device))
+    if named:
+        written.append(figures.save_attention_overlays(pixels, named, out_dir / "attention.png"))
+    return written
+
+
+def _attention_rows(model: torch.nn.Module, frames: torch.Tensor, keypoints: torch.Tensor | None,
+                    cameras: torch.Tensor) -> dict[str, np.ndarray]:
+    """Named ``(T, gh, gw)`` or ``(gh, gw)`` maps of the first clip: KeyRe-ID's [CLS] attention, RAPA's relation
+    attention per part."""
+    from keyreid_stream.eval import figures
+
+    if hasattr(model, "part_attention"):  # RAPA
+        if not model.use_local:
+            return {}
+        regions = model.part_attention(frames, keypoints)[0].float().cpu().numpy()  # (T, 3, h, w)
+        return {f"{name} relation attention": regions[:, k] for k, name in enumerate(REGION_NAMES)}
+    maps = figures.attention_maps(model, frames, keypoints, cameras)
     named: dict[str, np.ndarray] = {}
     if maps.global_maps is not None:
         named["global [CLS] attention"] = maps.global_maps[0].float().cpu().numpy()
@@ -160,6 +177,4 @@ def _overlays(model: torch.nn.Module, tracklet: VideoTracklet, *, root: Path, ou
         keypoint_parts = getattr(model, "parts", "keypoints") == "keypoints"
         for k, part_map in enumerate(maps.part_maps[0].float().cpu().numpy()):
             named[f"{PART_NAMES[k] if keypoint_parts else f'stripe {k + 1}'} attention"] = part_map
-    if named:
-        written.append(figures.save_attention_overlays(pixels, named, out_dir / "attention.png"))
-    return written
+    return named

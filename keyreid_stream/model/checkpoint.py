@@ -7,8 +7,9 @@
 * ``"official"`` -- the authors' KeyRe-ID or VID-Trans-ReID state dicts (their key names; a ``module.`` prefix
   and ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers are accepted). Build the model with
   ``compat="official"`` to get their outputs.
-* ``"imagenet"`` -- a timm ViT (``.pth``/``.pt``, ``.safetensors``, or a big_vision/JAX ``.npz``); the
-  positional embedding is resized to the model's patch grid. Parts that ImageNet has no weights for stay random.
+* ``"imagenet"`` -- a timm ViT (``.pth``/``.pt``, ``.safetensors``, or a big_vision/JAX ``.npz``; the positional
+  embedding is resized to the model's patch grid), or for RAPA a timm / torchvision ResNet. Each architecture
+  converts it (``model.imagenet_state_dict``); parts that ImageNet has no weights for stay random.
 * ``"auto"`` -- decided from the file.
 
 Files are read with ``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary
@@ -121,7 +122,9 @@ def _detect_kind(obj: Any, path: Path) -> str:
         return "official"
     if "pos_embed" in keys and "blocks.0.attn.qkv.weight" in keys:
         return "imagenet"
-    if "backbone.pos_embed" in keys:
+    if "conv1.weight" in keys and "layer1.0.conv1.weight" in keys:
+        return "imagenet"  # a timm or torchvision ResNet
+    if "backbone.pos_embed" in keys or "backbone.conv1.weight" in keys:
         return "native-state-dict"
     raise CheckpointError(f"{path}: cannot tell what kind of checkpoint this is; pass kind= explicitly")
 
@@ -131,7 +134,7 @@ def _detect_kind(obj: Any, path: Path) -> str:
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], kind: Kind = "auto", *,
                     allow_pickle: bool = False) -> LoadReport:
-    """Load weights into ``model`` (a KeyReID); returns what was loaded, left alone and dropped."""
+    """Load weights into ``model`` (any registered architecture); returns what was loaded, left alone and dropped."""
     path = Path(path)
     obj = _read_file(path, allow_pickle)
     detected = _detect_kind(obj, path) if kind == "auto" else kind
@@ -150,6 +153,9 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], kind: Kind =
 def _load_official(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> LoadReport:
     from keyreid_stream.model.keyreid import convert_official_state_dict
 
+    if not hasattr(model, "compat"):
+        raise CheckpointError(f"{path}: {type(model).__name__} has no authors' checkpoint format to read (its authors "
+                              "published no code); load our own checkpoints or ImageNet weights")
     if getattr(model, "compat", None) != "official":
         log.warning("%s: the authors' weights give the authors' outputs only with compat='official'", path)
     depth = len(model.backbone.blocks) + 1
@@ -172,9 +178,13 @@ def _check_duplicate_part_block(state: dict[str, torch.Tensor]) -> None:
 
 
 def _load_imagenet_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> LoadReport:
-    from keyreid_stream.model.keyreid import convert_imagenet_state_dict
-
-    converted, dropped = convert_imagenet_state_dict(state, model)
+    convert = getattr(model, "imagenet_state_dict", None)
+    if convert is None:
+        raise CheckpointError(f"{source}: {type(model).__name__} has no ImageNet backbone to load weights into")
+    try:
+        converted, dropped = convert(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
     return _apply(model, converted, dropped, Path(source), "imagenet", strict=False)
 
 
@@ -256,7 +266,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, extra: di
 def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
                **overrides: Any) -> nn.Module:
     """Rebuild a model saved by :func:`save_checkpoint` and load its weights (``overrides`` change options
-    that do not alter the weights, e.g. ``num_classes=0`` is not allowed but ``drop_path_rate`` is)."""
+    that do not alter the weights, e.g. ``num_classes=0`` is not allowed but ``drop_path_rate`` is). The saved
+    ``extra`` values are on ``model.checkpoint_extra``."""
     from keyreid_stream.model.registry import build_model
 
     path = Path(path)
@@ -266,6 +277,7 @@ def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device
     build = {**obj["build"], **overrides}
     model = build_model(obj["arch"], build.pop("num_classes"), build.pop("num_cameras"), **build)
     _load_native(model, obj, path)
+    model.checkpoint_extra = dict(obj.get("extra") or {})  # e.g. the input normalisation it was trained with
     return model.to(map_location)
 
 
@@ -279,7 +291,10 @@ def convert_checkpoint(source: str | os.PathLike[str], destination: str | os.Pat
     """
     from keyreid_stream.model.registry import build_model
 
-    model = build_model(arch, num_classes, num_cameras, **overrides)
+    try:
+        model = build_model(arch, num_classes, num_cameras, **overrides)
+    except ValueError as exc:  # an unknown architecture or option, a camera count the model cannot take
+        raise CheckpointError(f"cannot build {arch} to convert {source} into: {exc}") from exc
     report = load_checkpoint(model, source, kind, allow_pickle=allow_pickle)
     if kind != "imagenet" and report.kind != "imagenet" and report.left_at_init:
         raise CheckpointError(f"{source}: {len(report.left_at_init)} model entries missing")

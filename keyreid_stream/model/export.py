@@ -1,4 +1,4 @@
-"""ONNX export of a KeyRe-ID / VID-Trans-ReID model's inference path (``model.embed``).
+"""ONNX export of a model's inference path, ``model.embed`` (KeyRe-ID, VID-Trans-ReID, RAPA).
 
 >>> from keyreid_stream.model.export import check_onnx, export_onnx
 >>> path = export_onnx(model, "keyreid.onnx")        # inputs frames, keypoints, camera_ids; output descriptor
@@ -69,7 +69,7 @@ class _EmbedAdapter(nn.Module):
 
 
 def _flags(model: nn.Module, with_keypoints: bool | None, with_cameras: bool | None) -> tuple[bool, bool]:
-    has_cameras = model.backbone.camera_embed is not None
+    has_cameras = getattr(model.backbone, "camera_embed", None) is not None
     keypoints = model.needs_keypoints if with_keypoints is None else with_keypoints
     cameras = has_cameras if with_cameras is None else with_cameras
     if model.needs_keypoints and not keypoints:

@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
 from keyreid_stream.keypoints.heatmaps import NUM_PARTS, pool_to_patches, render_patch_weights
 from keyreid_stream.model import parts as P
-from keyreid_stream.model.backbone import CameraViT, _eager, cls_only_block, weighted_cls_block
+from keyreid_stream.model.backbone import CameraViT, cls_only_block, weighted_cls_block
+from keyreid_stream.model.heads import BNNeckHead, FeatureDims, ReIDOutput, TemporalAttention, check_clip_inputs
 from keyreid_stream.model.registry import register_model
 
-__all__ = ["BNNeckHead", "KeyReID", "KeyReIDOutput", "TemporalAttention", "convert_official_state_dict"]
+__all__ = ["KeyReID", "convert_official_state_dict"]
 
 
 # ----------------------------------------------------------------------------------------------- blocks
@@ -43,58 +42,6 @@ __all__ = ["BNNeckHead", "KeyReID", "KeyReIDOutput", "TemporalAttention", "conve
 def _tracing() -> bool:
     """Whether the forward is being traced or compiled (export): then no Python loop over a symbolic batch."""
     return bool(torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
-
-
-@dataclass(frozen=True)
-class KeyReIDOutput:
-    """Everything one forward pass produces (fields of a disabled branch are None).
-
-    ``descriptor`` (B, D) is what inference compares; the rest feeds the losses: pre-BN features for the triplet
-    and centre losses, logits for the identity loss, raw temporal attention scores for the erasing penalty.
-    """
-
-    descriptor: torch.Tensor
-    global_feat: torch.Tensor | None
-    global_logits: torch.Tensor | None
-    part_feats: torch.Tensor | None  # (B, K, T*D)
-    part_logits: torch.Tensor | None  # (B, K, C)
-    attention_scores: torch.Tensor | None  # (B, T), before the softmax
-
-
-class TemporalAttention(nn.Module):
-    """Frame weights from the frame [CLS] features: 1x1 conv + ReLU, temporal conv (k=3) + ReLU, softmax over T."""
-
-    def __init__(self, dim: int, hidden: int = 256) -> None:
-        super().__init__()
-        self.frame_conv = nn.Conv2d(dim, hidden, kernel_size=1)
-        self.temporal_conv = nn.Conv1d(hidden, 1, kernel_size=3, padding=1)
-        for conv in (self.frame_conv, self.temporal_conv):
-            nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
-            nn.init.zeros_(conv.bias)
-
-    def forward(self, frame_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T, D)`` -> (weighted sum ``(B, D)``, raw scores ``(B, T)``)."""
-        hidden = F.relu(F.linear(frame_feats, self.frame_conv.weight.flatten(1), self.frame_conv.bias))
-        scores = F.relu(self.temporal_conv(hidden.transpose(1, 2))).squeeze(1)
-        weights = scores.softmax(dim=1)
-        return torch.einsum("bt,btd->bd", weights, frame_feats), scores
-
-
-class BNNeckHead(nn.Module):
-    """BatchNorm1d with a frozen bias, then a bias-free classifier (std 0.001); no classifier when num_classes=0."""
-
-    def __init__(self, dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.bnneck = nn.BatchNorm1d(dim)
-        self.bnneck.bias.requires_grad_(False)
-        self.classifier: nn.Linear | None = None
-        if num_classes > 0:
-            self.classifier = nn.Linear(dim, num_classes, bias=False)
-            nn.init.normal_(self.classifier.weight, std=0.001)
-
-    def forward(self, feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        normed = self.bnneck(feat)
-        return normed, None if self.classifier is None else self.classifier(normed)
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -189,6 +136,12 @@ class KeyReID(nn.Module):
     def needs_keypoints(self) -> bool:
         return self.use_local and self.parts == "keypoints"
 
+    @property
+    def feature_dims(self) -> FeatureDims:
+        embed = self.backbone.embed_dim
+        return FeatureDims(embed if self.use_global else None, self.num_frames * embed if self.use_local else None,
+                           self.num_parts if self.use_local else 0)
+
     # -- forward ------------------------------------------------------------------------------------------
 
     def forward(
@@ -198,7 +151,7 @@ class KeyReID(nn.Module):
         camera_ids: torch.Tensor | None = None,
         *,
         heatmaps: torch.Tensor | None = None,
-    ) -> KeyReIDOutput:
+    ) -> ReIDOutput:
         batch, frames_per_clip = self._check_inputs(frames, keypoints, camera_ids, heatmaps)
         frame_cams = None if camera_ids is None else camera_ids.repeat_interleave(frames_per_clip)
         tokens = self.backbone.forward_tokens(frames.flatten(0, 1), frame_cams)
@@ -215,7 +168,7 @@ class KeyReID(nn.Module):
             descriptor.extend(normed / self.num_parts for normed, _ in heads)
             if heads[0][1] is not None:
                 part_logits = torch.stack([logits for _, logits in heads], dim=1)
-        return KeyReIDOutput(torch.cat(descriptor, dim=1), global_feat, global_logits, part_feats, part_logits, scores)
+        return ReIDOutput(torch.cat(descriptor, dim=1), global_feat, global_logits, part_feats, part_logits, scores)
 
     def embed(
         self,
@@ -251,26 +204,19 @@ class KeyReID(nn.Module):
 
     def _check_inputs(self, frames: torch.Tensor, keypoints: torch.Tensor | None, camera_ids: torch.Tensor | None,
                       heatmaps: torch.Tensor | None) -> tuple[int, int]:
-        if frames.dim() != 5 or frames.shape[2] != 3 or tuple(frames.shape[3:]) != self.img_size:
-            raise ValueError(f"frames must be (B, T, 3, {self.img_size[0]}, {self.img_size[1]}), "
-                             f"got {tuple(frames.shape)}")
-        batch, count = frames.shape[:2]
-        if count != self.num_frames:
-            raise ValueError(f"this model is built for clips of {self.num_frames} frames, got {count}")
         if keypoints is not None and heatmaps is not None:
             raise ValueError("pass keypoints or heatmaps, not both")
-        if keypoints is not None and tuple(keypoints.shape) != (batch, count, 17, 3):
-            raise ValueError(f"keypoints must be ({batch}, {count}, 17, 3), got {tuple(keypoints.shape)}")
+        batch, count = check_clip_inputs(frames, keypoints, camera_ids, img_size=self.img_size,
+                                         num_frames=self.num_frames)
         if heatmaps is not None and tuple(heatmaps.shape) != (batch, count, NUM_PARTS, *self.img_size):
             raise ValueError(f"heatmaps must be ({batch}, {count}, {NUM_PARTS}, {self.img_size[0]}, "
                              f"{self.img_size[1]}), got {tuple(heatmaps.shape)}")
         if self.needs_keypoints and keypoints is None and heatmaps is None:
             raise ValueError("KPS needs keypoints (or heatmaps); without a pose model use the keypoint prior")
-        if camera_ids is not None and tuple(camera_ids.shape) != (batch,):
-            raise ValueError(f"camera_ids must be ({batch},), got {tuple(camera_ids.shape)}")
-        if _eager() and not torch.isfinite(frames).all():
-            raise ValueError("frames contain NaN or infinite values")
         return batch, count
+
+    def imagenet_state_dict(self, state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        return convert_imagenet_state_dict(state, self)
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints

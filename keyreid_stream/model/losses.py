@@ -1,4 +1,4 @@
-"""Training losses of KeyRe-ID: identity, triplet, centre and attention-regularisation terms.
+"""Training losses of KeyRe-ID and RAPA: identity, triplet, centre and regularisation terms.
 
 KeyRe-ID (Kim et al., "KeyRe-ID: Keypoint-Guided Person Re-Identification using Part-Aware Representation in
 Videos"), eqs. 9-11. A clip gives one global feature and K part features; each is trained with
@@ -8,6 +8,11 @@ Videos"), eqs. 9-11. A clip gives one global feature and K part features; each i
 The global branch adds the temporal-attention regularisation on randomly erased frames (eq. 10), the local
 loss is the mean over the K parts (eq. 11) and the total is ``alpha * L_global + (1 - alpha) * L_local``
 (eq. 9).
+
+RAPA (Zhang et al., "Reference-Aided Part-Aligned Feature Disentangling for Video Person Re-Identification",
+ICME 2021), eqs. 9-13, is the same family with ``combine="sum"``: every branch is ``L_triplet + L_softmax`` (no
+label smoothing, no centre loss), the total is their plain sum ``L_global + sum_p L_part_p`` plus
+``lambda * L_reg``, the mean over clips of the model's inter-frame term (``inter_frame_weight``).
 
 References: batch-hard triplet loss with soft margin, Hermans et al. 2017 ("In Defense of the Triplet Loss
 for Person Re-Identification"); centre loss, Wen et al. 2016 ("A Discriminative Feature Learning Approach
@@ -19,7 +24,7 @@ Fantastic Techniques and Where to Find Them").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -126,14 +131,21 @@ def attention_regularisation(raw_scores: Tensor, erased: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of eqs. 9-11: ``alpha`` global vs local, ``beta`` centre loss, ``triplet_margin`` None = soft
-    margin, ``attention_weight`` the erased-frame attention term."""
+    """Weights of KeyRe-ID's eqs. 9-11 and RAPA's eq. 13.
+
+    ``combine``: ``"weighted"`` = ``alpha * global + (1 - alpha) * mean over parts`` (KeyRe-ID), ``"sum"`` =
+    ``global + sum over parts`` (RAPA; ``alpha`` unused). ``beta``: centre loss (0 = no centres at all);
+    ``triplet_margin`` None = soft margin; ``attention_weight``: the erased-frame attention term;
+    ``inter_frame_weight``: lambda of RAPA's inter-frame regularisation.
+    """
 
     alpha: float = 0.75
     beta: float = 0.0005
     label_smoothing: float = 0.1
     triplet_margin: float | None = None
     attention_weight: float = 1.0
+    combine: Literal["weighted", "sum"] = "weighted"
+    inter_frame_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -144,20 +156,23 @@ class LossWeights:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.triplet_margin is not None and self.triplet_margin <= 0:
             raise ValueError(f"triplet_margin must be None (soft margin) or > 0, got {self.triplet_margin}")
-        if self.attention_weight < 0:
-            raise ValueError(f"attention_weight must be >= 0, got {self.attention_weight}")
+        if self.attention_weight < 0 or self.inter_frame_weight < 0:
+            raise ValueError(f"attention_weight and inter_frame_weight must be >= 0, got {self.attention_weight} "
+                             f"and {self.inter_frame_weight}")
+        if self.combine not in ("weighted", "sum"):
+            raise ValueError(f"combine must be 'weighted' or 'sum', got {self.combine!r}")
 
 
 class ReIDLoss(nn.Module):
-    """The KeyRe-ID objective (eqs. 9-11) over a model output with ``global_logits`` (B, C), ``global_feat``
-    (B, Dg), ``part_logits`` (B, K, C), ``part_feats`` (B, K, Dp) and ``attention_scores`` (B, T), any of
-    which may be None.
+    """The KeyRe-ID / RAPA objective over a :class:`~keyreid_stream.model.heads.ReIDOutput` with ``global_logits``
+    (B, C), ``global_feat`` (B, Dg), ``part_logits`` (B, K, C), ``part_feats`` (B, K, Dp), ``attention_scores``
+    (B, T) and ``inter_frame`` (B,), any of which may be None.
 
     ``forward`` returns ``total``, ``global`` / ``local`` (for the branches present) and the unweighted
     components ``global_id``, ``global_triplet``, ``global_center``, ``attention``, ``local_id``,
-    ``local_triplet``, ``local_center`` (those computed; the local ones are means over the K parts).
-    The centres are parameters of this module: keep them out of the model's optimiser, give
-    :meth:`center_parameters` their own, and call :meth:`rescale_center_grads` between backward and its step.
+    ``local_triplet``, ``local_center``, ``inter_frame`` (those computed; the local ones are means over the K
+    parts). With ``beta > 0`` the centres are parameters of this module: keep them out of the model's optimiser,
+    give :meth:`center_parameters` their own, and call :meth:`rescale_center_grads` between backward and its step.
     """
 
     def __init__(self, num_classes: int, global_dim: int | None, part_dim: int | None, num_parts: int,
@@ -170,8 +185,10 @@ class ReIDLoss(nn.Module):
         self.num_classes = num_classes
         self.num_parts = num_parts
         self.weights = weights
-        self.global_center = CenterLoss(num_classes, global_dim) if global_dim is not None else None
-        parts = [CenterLoss(num_classes, part_dim) for _ in range(num_parts)] if part_dim is not None else []
+        centres = weights.beta > 0
+        self.global_center = CenterLoss(num_classes, global_dim) if centres and global_dim is not None else None
+        with_parts = centres and part_dim is not None
+        parts = [CenterLoss(num_classes, part_dim) for _ in range(num_parts)] if with_parts else []  # type: ignore[arg-type]
         self.part_centers = nn.ModuleList(parts)
 
     def center_parameters(self) -> list[nn.Parameter]:
@@ -237,16 +254,31 @@ class ReIDLoss(nn.Module):
             values.append(self.weights.attention_weight * terms["attention"])
         return sum(values[1:], values[0]) if values else None
 
+    def _inter_frame(self, output: Any, targets: Tensor) -> dict[str, Tensor]:
+        per_clip = getattr(output, "inter_frame", None)
+        if per_clip is None:
+            return {}
+        if tuple(per_clip.shape) != tuple(targets.shape):
+            raise ValueError(f"inter_frame must have shape {tuple(targets.shape)}, got {tuple(per_clip.shape)}")
+        return {"inter_frame": per_clip.mean()}  # eq. 12
+
+    def _total(self, global_loss: Tensor | None, local_loss: Tensor | None) -> Tensor:
+        if global_loss is None and local_loss is None:
+            raise ValueError("output has neither global nor part fields to compute a loss from")
+        if global_loss is None or local_loss is None:
+            return global_loss if global_loss is not None else local_loss  # type: ignore[return-value]
+        if self.weights.combine == "sum":  # RAPA eq. 13: every branch counts once
+            return global_loss + self.num_parts * local_loss
+        return self.weights.alpha * global_loss + (1.0 - self.weights.alpha) * local_loss
+
     def forward(self, output: Any, targets: Tensor, erased: Tensor | None = None) -> dict[str, Tensor]:
         if targets.dim() != 1:
             raise ValueError(f"targets must have shape (B,), got {tuple(targets.shape)}")
-        terms = {**self._global(output, targets, erased), **self._local(output, targets)}
+        terms = {**self._global(output, targets, erased), **self._local(output, targets),
+                 **self._inter_frame(output, targets)}
         global_loss, local_loss = self._combine(terms, "global"), self._combine(terms, "local")
-        if global_loss is None and local_loss is None:
-            raise ValueError("output has neither global nor part fields to compute a loss from")
-        if global_loss is not None and local_loss is not None:
-            total = self.weights.alpha * global_loss + (1.0 - self.weights.alpha) * local_loss
-        else:
-            total = global_loss if global_loss is not None else local_loss
+        total = self._total(global_loss, local_loss)
+        if "inter_frame" in terms and self.weights.inter_frame_weight > 0:
+            total = total + self.weights.inter_frame_weight * terms["inter_frame"]
         branches = {"global": global_loss, "local": local_loss}
         return {"total": total, **{k: v for k, v in branches.items() if v is not None}, **terms}

@@ -51,7 +51,7 @@ def register_model(
 
 def _ensure_builtin_models() -> None:
     # Importing the model files registers their variants.
-    from keyreid_stream.model import keyreid  # noqa: F401
+    from keyreid_stream.model import keyreid, rapa  # noqa: F401
 
 
 def list_models() -> list[str]:

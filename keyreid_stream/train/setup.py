@@ -121,11 +121,8 @@ def open_keypoints(spec: str, root: str, model: torch.nn.Module, missing: str) -
 
 
 def build_loss(model: torch.nn.Module, num_classes: int, config: TrainingConfig) -> ReIDLoss:
-    embed = model.backbone.embed_dim
-    global_dim = embed if model.use_global else None
-    part_dim = config.data.clip_length * embed if model.use_local else None
-    num_parts = model.num_parts if model.use_local else 0
-    return ReIDLoss(num_classes, global_dim, part_dim, num_parts, config.loss)
+    dims = model.feature_dims
+    return ReIDLoss(num_classes, dims.global_dim, dims.part_dim, dims.num_parts, config.loss)
 
 
 def build_optimizers(model: torch.nn.Module, loss: ReIDLoss, config: OptimConfig

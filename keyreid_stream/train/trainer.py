@@ -288,7 +288,8 @@ class _Run:
                         100 * metrics["rank1"])
             if metrics["mAP"] > self.position.best.get("mAP", -math.inf):
                 self.position.best = {"epoch": epoch + 1, **metrics}
-                save_checkpoint(self.model, self.output / "best.pt", extra={"epoch": epoch + 1, **metrics})
+                save_checkpoint(self.model, self.output / "best.pt",
+                                extra={"epoch": epoch + 1, **metrics, **_input_normalisation(self.config)})
                 self._save_state()
         self.processes.barrier()
 
@@ -336,12 +337,17 @@ def train(config: TrainingConfig, *, resume: str | os.PathLike[str] | None = Non
                         dict(run.position.best), test, run.losses, time.perf_counter() - started, completed)
 
 
+def _input_normalisation(config: TrainingConfig) -> dict[str, list[float]]:
+    """Saved with the model: the worker and image search normalise crops as the model was trained."""
+    return {"input_mean": list(config.augment.mean), "input_std": list(config.augment.std)}
+
+
 def _finish(run: _Run, log: MetricsLog | None, evaluate_test: bool) -> tuple[Path, dict[str, Any] | None]:
     """Save the final model, reload the selected one and evaluate it once on the test split."""
     selected = run.output / "final.pt"
     test = None
     if run.processes.is_main:
-        save_checkpoint(run.model, selected, extra={"epoch": run.position.epoch})
+        save_checkpoint(run.model, selected, extra={"epoch": run.position.epoch, **_input_normalisation(run.config)})
         if run.position.best:
             selected = run.output / "best.pt"
             from keyreid_stream.model.checkpoint import load_checkpoint

@@ -139,7 +139,8 @@ class EmbeddingConfig:
     The re-ID model: ``checkpoint``: one of ours (``train`` writes them), or the authors' (``checkpoint_kind:
     official`` with ``arch`` and ``num_cameras``); empty = random weights, which only tests should use.
     ``max_clips``: clips per tracklet (dense T-frame clips as at test time); ``max_wait_s``: how long a finished
-    tracklet may wait for others to fill a batch."""
+    tracklet may wait for others to fill a batch. ``mean`` / ``std``: the input normalisation; null = the one the
+    checkpoint was trained with (recorded by ``train``), else 0.5 / 0.5."""
 
     kind: Literal["model", "part-histogram"] = "model"
     arch: str = "keyreid_vit_base"
@@ -152,14 +153,14 @@ class EmbeddingConfig:
     batch_clips: int = 64
     max_clips: int = 8
     max_wait_s: float = 0.2
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     queue: int = 256
 
     def __post_init__(self) -> None:
         _require(self.batch_clips >= 1 and self.max_clips >= 1, "batch_clips and max_clips must be >= 1")
         _require(self.max_wait_s >= 0, "max_wait_s must be >= 0")
-        _require(min(self.std) > 0, "std must be > 0")
+        _require(self.std is None or min(self.std) > 0, "std must be > 0")
         _require(self.queue >= 1, "queue must be >= 1")
 
 

@@ -11,6 +11,7 @@ descriptor computed by a worker equals the one evaluation computes for the same 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: st
     (``official``) go into ``build_model(arch, 0, num_cameras, compat="official")``; no checkpoint = random
     weights, whose descriptors carry no identity (tests and benchmarks only; a warning says so)."""
     from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
-    from keyreid_stream.model.registry import build_model
+    from keyreid_stream.model.registry import build_model, get_spec
 
     if not checkpoint:
         logger.warning("embedding model %s has RANDOM weights (embedding.checkpoint is empty): its descriptors "
@@ -72,9 +73,30 @@ def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: st
         except CheckpointError as exc:
             if checkpoint_kind == "native" or "not a keyreid-stream checkpoint" not in str(exc):
                 raise
+    if "compat" not in inspect.signature(get_spec(arch).model_class.__init__).parameters:
+        raise CheckpointError(f"{path}: not a keyreid-stream checkpoint, and {arch} has no other checkpoint format "
+                              "(its authors published no weights)")
     model = build_model(arch, 0, num_cameras, compat="official")
     load_checkpoint(model, path, "official", allow_pickle=allow_pickle)
     return EmbeddingModel(model, arch, _file_version(path))
+
+
+def input_normalisation(model: torch.nn.Module, mean: Sequence[float] | None,
+                        std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The crops' normalisation: the one given, else the one the checkpoint was trained with (``train`` records
+    it), else 0.5 / 0.5. A given one that differs from the checkpoint's is used, with a warning."""
+    extra = getattr(model, "checkpoint_extra", {}) or {}
+    trained = {"mean": extra.get("input_mean"), "std": extra.get("input_std")}
+    chosen: dict[str, tuple[float, ...]] = {}
+    for name, given in (("mean", mean), ("std", std)):
+        recorded = trained[name]
+        if given is not None and recorded is not None and not np.allclose(given, recorded):
+            logger.warning("embedding.%s %s differs from the %s %s the model was trained with; descriptors will "
+                           "be off (leave embedding.%s unset to use the checkpoint's)", name, list(given), name,
+                           list(recorded), name)
+        value = given if given is not None else recorded if recorded is not None else (0.5, 0.5, 0.5)
+        chosen[name] = tuple(float(v) for v in value)
+    return chosen["mean"], chosen["std"]
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -89,7 +111,7 @@ class TrackletEmbedder:
     """Descriptors of worker tracklets (with crops), batched across tracklets and cameras."""
 
     def __init__(self, loaded: EmbeddingModel, *, device: str = "auto", amp: str = "auto", batch_clips: int = 64,
-                 max_clips: int = 8, mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
+                 max_clips: int = 8, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  camera_indices: Mapping[str, int] | None = None) -> None:
         from keyreid_stream.train.setup import resolve_amp
 
@@ -99,7 +121,8 @@ class TrackletEmbedder:
         self.amp_dtype = resolve_amp(amp, self.device)
         self.batch_clips, self.max_clips = batch_clips, max_clips
         self.clip_length = int(getattr(self.model, "num_frames", 4))
-        self.transform = ClipTransform(tuple(self.model.img_size), train=False, mean=mean, std=std)
+        self.mean, self.std = input_normalisation(self.model, mean, std)
+        self.transform = ClipTransform(tuple(self.model.img_size), train=False, mean=self.mean, std=self.std)
         self.camera_indices = dict(camera_indices or {})
         self._check_camera_indices()
         logger.info("embedding: %s (%s) on %s, %d-frame clips, descriptor %d", self.model_name, self.model_version,

@@ -1,4 +1,5 @@
-"""Makes ``authors_reference`` (the test oracle beside these tests) importable under --import-mode=importlib."""
+"""Makes ``authors_reference`` (the test oracle beside these tests) and ``model_testing`` (shared helpers)
+importable under --import-mode=importlib."""
 
 import sys
 from pathlib import Path

@@ -14,29 +14,17 @@ ort = pytest.importorskip("onnxruntime")
 
 from keyreid_stream.model import build_model  # noqa: E402
 from keyreid_stream.model.export import check_onnx, export_onnx  # noqa: E402
+from model_testing import randomise_batchnorm  # noqa: E402  (conftest.py puts it on the path)
 
-pytestmark = pytest.mark.slow  # four exports, about 20 s on two CPU cores
+pytestmark = pytest.mark.slow  # six exports, about 30 s on two CPU cores
 
 EXPORT_BATCH, RUN_BATCH, NUM_CAMERAS = 2, 3, 4
-
-
-def _randomise_batchnorm(model: torch.nn.Module, seed: int = 1) -> None:
-    """Non-trivial BNNeck statistics and affine parameters: BatchNorm is not the identity in eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                size = module.num_features
-                module.running_mean.copy_(torch.randn(size, generator=gen))
-                module.running_var.copy_(torch.rand(size, generator=gen) * 1.5 + 0.5)
-                module.weight.copy_(torch.rand(size, generator=gen) + 0.5)
-                module.bias.copy_(torch.randn(size, generator=gen) * 0.1)
 
 
 def _model(arch: str, num_cameras: int = NUM_CAMERAS, **overrides: object) -> torch.nn.Module:
     torch.manual_seed(0)
     model = build_model(arch, num_classes=5, num_cameras=num_cameras, **overrides)
-    _randomise_batchnorm(model)
+    randomise_batchnorm(model)
     return model
 
 
@@ -81,6 +69,20 @@ def test_onnx_matches_pytorch_with_dynamic_batch(tmp_path, arch, overrides):
     assert got.shape == expected.shape == (RUN_BATCH, model.descriptor_dim)
     assert (got - expected).abs().max().item() <= 1e-4
     assert check_onnx(model, path, batch_size=1, raise_on_mismatch=True) <= 1e-4
+
+
+@pytest.mark.parametrize("overrides", [{}, {"part_split": "stripes", "reference": "first"}], ids=["pose", "stripes"])
+def test_rapa_exports_with_its_reference_selection(tmp_path, overrides):
+    """RAPA's arg max frame choice, keypoint gather, ROI masks and relation attention all run inside the graph."""
+    model = _model("rapa_test", num_cameras=0, **overrides)
+    path = export_onnx(model, tmp_path / "rapa.onnx", batch_size=EXPORT_BATCH)
+    inputs = _inputs(model, RUN_BATCH, cameras=False)
+    got, session = _run(path, inputs)
+    with torch.no_grad():
+        expected = model.eval().embed(inputs["frames"], inputs.get("keypoints"))
+    assert [node.name for node in session.get_inputs()] == list(inputs)  # no camera ids: RAPA has none
+    assert got.shape == expected.shape == (RUN_BATCH, model.descriptor_dim)
+    assert (got - expected).abs().max().item() <= 1e-4
 
 
 def test_export_without_cameras(tmp_path):

@@ -1,5 +1,5 @@
-"""Tests of the KeyRe-ID training losses (eqs. 9-11): each term against a direct reference computation, the
-branch combination, the centre update path and input validation. Tiny CPU tensors only."""
+"""Tests of the training losses (KeyRe-ID eqs. 9-11, RAPA eqs. 9-13): each term against a direct reference
+computation, the branch combinations, the centre update path and input validation. Tiny CPU tensors only."""
 
 from __future__ import annotations
 
@@ -220,8 +220,49 @@ def test_wrong_shapes_raise(overrides: dict[str, Any], targets: Any, match: str)
 @pytest.mark.parametrize(
     "kwargs",
     [{"alpha": -0.1}, {"alpha": 1.5}, {"beta": -1e-4}, {"label_smoothing": 1.0}, {"label_smoothing": -0.1},
-     {"triplet_margin": 0.0}, {"triplet_margin": -0.3}, {"attention_weight": -1.0}],
+     {"triplet_margin": 0.0}, {"triplet_margin": -0.3}, {"attention_weight": -1.0}, {"inter_frame_weight": -1e-4},
+     {"combine": "mean"}],
 )
 def test_loss_weights_reject_bad_values(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         LossWeights(**kwargs)
+
+
+RAPA_WEIGHTS = LossWeights(combine="sum", beta=0.0, label_smoothing=0.0, triplet_margin=0.3, attention_weight=0.0,
+                           inter_frame_weight=0.01)
+
+
+def _rapa_output(**overrides: Any) -> Any:
+    inter_frame = torch.rand(B, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    return _output(inter_frame=inter_frame, **overrides)
+
+
+def test_rapa_total_is_the_sum_of_the_four_branches_plus_lambda_reg() -> None:
+    """Eq. 13: L_total = sum over the global and the K part branches of (triplet + softmax) + lambda * L_reg."""
+    output, targets = _rapa_output(), torch.tensor(TARGETS)
+    out = ReIDLoss(C, DG, DP, K, RAPA_WEIGHTS)(output, targets, _erased())
+    branches = [F.cross_entropy(output.global_logits, targets)
+                + batch_hard_triplet(output.global_feat, targets, margin=0.3)]
+    branches += [F.cross_entropy(output.part_logits[:, k], targets)
+                 + batch_hard_triplet(output.part_feats[:, k], targets, margin=0.3) for k in range(K)]
+    expected = sum(branches) + 0.01 * output.inter_frame.mean()  # eq. 12: the mean over the P x K clips
+    assert torch.allclose(out["total"], expected, atol=1e-6)
+    assert torch.allclose(out["inter_frame"], output.inter_frame.mean())
+    assert not any("center" in key for key in out) and "attention" in out  # logged, weighted 0
+
+
+def test_no_centres_without_a_centre_loss() -> None:
+    loss_fn = ReIDLoss(C, DG, DP, K, RAPA_WEIGHTS)
+    assert loss_fn.center_parameters() == [] and not list(loss_fn.parameters())
+
+
+def test_the_inter_frame_term_is_logged_but_not_added_at_lambda_zero() -> None:
+    output, targets = _rapa_output(), torch.tensor(TARGETS)
+    weights = LossWeights(combine="sum", beta=0.0, inter_frame_weight=0.0)
+    out = ReIDLoss(C, DG, DP, K, weights)(output, targets)
+    assert torch.allclose(out["total"], out["global"] + K * out["local"]) and out["inter_frame"] > 0
+
+
+def test_the_inter_frame_term_must_have_one_value_per_clip() -> None:
+    with pytest.raises(ValueError, match="inter_frame must have shape"):
+        ReIDLoss(C, DG, DP, K, RAPA_WEIGHTS)(_output(inter_frame=torch.rand(B, 2)), torch.tensor(TARGETS))

@@ -22,7 +22,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_model_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "model", "list")
-    assert code == 0 and "keyreid_vit_base" in out and "vidtrans_vit_base" in out
+    assert code == 0 and all(name in out for name in ("keyreid_vit_base", "vidtrans_vit_base", "rapa_resnet50"))
 
 
 def test_convert_the_authors_weights_then_info(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -38,8 +38,26 @@ def test_convert_the_authors_weights_then_info(capsys: pytest.CaptureFixture[str
     assert code == 0 and "architecture: keyreid_test" in out and "descriptor: 800 dims" in out
 
 
+def test_convert_imagenet_resnet_weights_into_rapa(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from timm.models.resnet import BasicBlock, ResNet
+
+    resnet = ResNet(block=BasicBlock, layers=(1, 1, 1, 1), channels=(8, 16, 32, 64), stem_width=8, num_classes=10)
+    torch.save(resnet.state_dict(), tmp_path / "resnet.pth")
+    code, out, _ = run(capsys, "model", "convert", str(tmp_path / "resnet.pth"), str(tmp_path / "rapa.pt"),
+                       "--arch", "rapa_test", "--num-classes", "0", "--num-cameras", "0", "--kind", "imagenet")
+    assert code == 0 and "imagenet weights" in out
+    model = load_model(tmp_path / "rapa.pt")
+    assert model.arch == "rapa_test"
+    converted, source = model.state_dict(), resnet.state_dict()
+    assert torch.equal(converted["backbone.layer4.0.conv1.weight"], source["layer4.0.conv1.weight"])
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["model", "info", "missing.pt"], "no such checkpoint"),
+    (["model", "convert", "missing.pth", "out.pt", "--arch", "rapa_test", "--num-classes", "5", "--num-cameras", "6"],
+     "no camera embedding"),
+    (["model", "convert", "missing.pth", "out.pt", "--arch", "rapa_resnet", "--num-classes", "5", "--num-cameras",
+      "0"], "did you mean 'rapa_resnet50'"),
     (["model", "convert", "missing.pth", "out.pt", "--arch", "keyreid_test", "--num-classes", "5",
       "--num-cameras", "3"], "no such checkpoint"),
 ])

@@ -52,6 +52,41 @@ def test_ablations_change_only_their_component(name: str, arch: str, options: di
         assert config.data.dataset == "ilidsvid"
 
 
+def test_the_rapa_recipe_is_the_papers() -> None:
+    """Zhang et al., Section 4.2: T = 4, 8 ids x 4 tracklets, Adam 3.5e-4 (weight decay 5e-4) divided by 10 every
+    100 epochs, 400 epochs; lambda 3e-4 on MARS, 5e-5 on iLIDS-VID and PRID-2011; Euclidean distance."""
+    config = load_config(TrainingConfig, CONFIGS / "rapa_mars.yaml")
+    optim = config.optim
+    assert (optim.optimizer, optim.lr, optim.weight_decay, optim.schedule) == ("adam", 3.5e-4, 5e-4, "step")
+    assert (optim.step_epochs, optim.gamma, optim.epochs, optim.warmup_epochs) == (100, 0.1, 400, 0)
+    assert (config.sampler.ids_per_batch, config.sampler.tracklets_per_id, config.data.clip_length) == (8, 4, 4)
+    assert config.data.image_size == (256, 128) and config.model.arch == "rapa_resnet50"
+    assert not config.model.camera_embedding and config.data.validation_ids > 0
+    loss = config.loss
+    assert (loss.combine, loss.beta, loss.label_smoothing, loss.attention_weight) == ("sum", 0.0, 0.0, 0.0)
+    assert loss.inter_frame_weight == 3e-4 and config.eval.metric == "euclidean"
+    for name in ("rapa_ilidsvid.yaml", "rapa_prid.yaml"):
+        other = load_config(TrainingConfig, CONFIGS / name)
+        assert other.loss.inter_frame_weight == 5e-5 and other.optim == optim
+
+
+@pytest.mark.parametrize("name, options, keypoints, reg", [  # Table 1 of RAPA, rows (a) to (e); (f) = the recipe
+    ("a_baseline", {"local_branch": False, "global_reduction": False}, "none", 0.0),
+    ("b_ra", {"part_split": "stripes", "reference": "first", "temporal_channel_attention": False}, "none", 0.0),
+    ("c_reg", {"part_split": "stripes", "reference": "first", "temporal_channel_attention": False}, "none", 3e-4),
+    ("d_ta", {"part_split": "stripes", "reference": "first"}, "none", 3e-4),
+    ("e_pe", {"reference": "first"}, "pifpaf", 3e-4),
+    ("local_only", {"global_branch": False}, "pifpaf", 3e-4),  # Table 2 (b)
+])
+def test_rapa_ablations_change_only_their_component(name: str, options: dict, keypoints: str, reg: float) -> None:
+    config = load_config(TrainingConfig, CONFIGS / "ablations" / f"rapa_mars_{name}.yaml")
+    base = load_config(TrainingConfig, CONFIGS / "rapa_mars.yaml")
+    assert config.model.arch == "rapa_resnet50" and dict(config.model.options) == options
+    assert config.data.keypoints == keypoints and config.loss.inter_frame_weight == reg
+    assert config.optim == base.optim and config.sampler == base.sampler and config.augment == base.augment
+    assert config.run.output == f"runs/ablations/rapa_mars_{name}"
+
+
 @pytest.mark.parametrize("override, message", [
     ("optim.bogus=1", "unknown key"),
     ("optim.amp=maybe", "must be one of"),

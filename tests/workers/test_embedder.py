@@ -16,7 +16,7 @@ from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import KeypointSource, TestClips
 from keyreid_stream.eval.features import extract_features
 from keyreid_stream.keypoints.store import KeypointStore
-from keyreid_stream.model.checkpoint import save_checkpoint
+from keyreid_stream.model.checkpoint import CheckpointError, save_checkpoint
 from keyreid_stream.model.registry import build_model
 from keyreid_stream.workers.embedder import (
     RANDOM_VERSION,
@@ -42,13 +42,13 @@ def _tracklet(camera: str, track_id: int, length: int, seed: int) -> Tracklet:
     return Tracklet.create(camera, track_id, np.arange(length), np.arange(length) / 10.0, boxes, points, crops=crops)
 
 
-def _model(num_cameras: int = 0) -> torch.nn.Module:
+def _model(num_cameras: int = 0, arch: str = "keyreid_test") -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model("keyreid_test", 0, num_cameras).eval()
+    return build_model(arch, 0, num_cameras).eval()
 
 
-def _evaluation_descriptors(model: torch.nn.Module, tracklets: list[Tracklet], root: Path,
-                            max_clips: int) -> np.ndarray:
+def _evaluation_descriptors(model: torch.nn.Module, tracklets: list[Tracklet], root: Path, max_clips: int,
+                            mean: tuple = (0.5, 0.5, 0.5), std: tuple = (0.5, 0.5, 0.5)) -> np.ndarray:
     """The same tracklets written as a dataset (PNG frames, keypoint store) through the evaluation code."""
     store = KeypointStore.create(root / "store", dataset="test", backend="test")
     videos = []
@@ -62,16 +62,16 @@ def _evaluation_descriptors(model: torch.nn.Module, tracklets: list[Tracklet], r
             paths.append(path)
         store.append([key] * len(paths), paths, crop_keypoints(tracklet), np.zeros(len(paths), np.uint8))
         videos.append(VideoTracklet(key, tuple(paths), person_id=1, camera_id=0))
-    dataset = TestClips(root, videos, KeypointSource("store", store), ClipTransform((64, 32), train=False),
-                        clip_length=4, max_clips=max_clips)
+    transform = ClipTransform((64, 32), train=False, mean=mean, std=std)
+    dataset = TestClips(root, videos, KeypointSource("store", store), transform, clip_length=4, max_clips=max_clips)
     return extract_features(model, dataset, batch_clips=5)
 
 
-@pytest.mark.parametrize("max_clips", [8, 2])
-def test_worker_descriptors_equal_evaluation_descriptors(tmp_path: Path, max_clips: int) -> None:
-    model = _model()
+@pytest.mark.parametrize(("arch", "max_clips"), [("keyreid_test", 8), ("keyreid_test", 2), ("rapa_test", 8)])
+def test_worker_descriptors_equal_evaluation_descriptors(tmp_path: Path, arch: str, max_clips: int) -> None:
+    model = _model(arch=arch)
     tracklets = [_tracklet("cam1", 1, 9, 0), _tracklet("cam2", 7, 3, 1), _tracklet("cam1", 2, 16, 2)]
-    embedder = TrackletEmbedder(EmbeddingModel(model, "keyreid_test", "v"), device="cpu", batch_clips=5,
+    embedder = TrackletEmbedder(EmbeddingModel(model, arch, "v"), device="cpu", batch_clips=5,
                                 max_clips=max_clips)
     worker = embedder.embed(tracklets)
     expected = _evaluation_descriptors(model, tracklets, tmp_path, max_clips)
@@ -112,3 +112,28 @@ def test_load_embedding_model(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert load_embedding_model("keyreid_test", str(path)).version == loaded.version  # stable
     with pytest.raises(FileNotFoundError, match="not found"):
         load_embedding_model("keyreid_test", str(tmp_path / "missing.pt"))
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def test_crops_are_normalised_as_the_checkpoint_was_trained(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``train`` records its normalisation in the checkpoint; the worker uses it unless told otherwise."""
+    path = save_checkpoint(_model(arch="rapa_test"), tmp_path / "rapa.pt",
+                           extra={"input_mean": list(IMAGENET_MEAN), "input_std": list(IMAGENET_STD)})
+    loaded = load_embedding_model("", str(path))
+    tracklets = [_tracklet("cam1", 1, 6, 0), _tracklet("cam2", 2, 5, 1)]
+    embedder = TrackletEmbedder(loaded, device="cpu")
+    assert (embedder.mean, embedder.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    expected = _evaluation_descriptors(loaded.model, tracklets, tmp_path, 8, IMAGENET_MEAN, IMAGENET_STD)
+    np.testing.assert_allclose(embedder.embed(tracklets), expected, rtol=1e-4, atol=1e-5)
+    with caplog.at_level(logging.WARNING):
+        forced = TrackletEmbedder(loaded, device="cpu", mean=(0.5, 0.5, 0.5))
+    assert forced.mean == (0.5, 0.5, 0.5) and forced.std == IMAGENET_STD and "differs from the mean" in caplog.text
+    assert TrackletEmbedder(EmbeddingModel(_model(), "keyreid_test", "v"), device="cpu").mean == (0.5, 0.5, 0.5)
+
+
+def test_rapa_has_no_authors_checkpoint_format(tmp_path: Path) -> None:
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match="rapa_test has no other checkpoint format"):
+        load_embedding_model("rapa_test", str(tmp_path / "foreign.pth"))
