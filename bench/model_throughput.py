@@ -229,12 +229,8 @@ def parse_args() -> argparse.Namespace:
     add("--quick", action="store_true", help="tiny test models, 1 s per cell (a smoke run)")
     add("--write", type=Path, default=None, help="update this markdown file")
     args = parser.parse_args()
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    cuda = args.device == "cuda"
+    cuda = resolve_device_defaults(args)
     args.models = args.models.split(",")
-    args.dtypes = (args.dtypes or ("fp32,bf16" if cuda else "fp32")).split(",")
-    args.batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8,32,64" if cuda else "1,4,16")).split(",")]
     if args.seconds is None:
         args.seconds = 1.0 if args.quick else 3.0
     if args.warmup is None:
@@ -243,6 +239,17 @@ def parse_args() -> argparse.Namespace:
         if unknown := set(given) - set(known):
             parser.error(f"unknown {sorted(unknown)}; choose from {', '.join(known)}")
     return args
+
+
+def resolve_device_defaults(args: argparse.Namespace) -> bool:
+    """``--device auto`` -> cuda or cpu; ``--dtypes`` / ``--batch-sizes`` -> lists, with the device's defaults
+    (fp32 on CPU, fp32 and bf16 on CUDA; batches 1,4,16 on CPU, 1,8,32,64 on CUDA). True on CUDA."""
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    cuda = args.device == "cuda"
+    args.dtypes = (args.dtypes or ("fp32,bf16" if cuda else "fp32")).split(",")
+    args.batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8,32,64" if cuda else "1,4,16")).split(",")]
+    return cuda
 
 
 def explanation(args: argparse.Namespace, peak_notes: list[str], elapsed: float) -> str:

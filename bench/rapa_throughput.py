@@ -25,7 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keyreid_stream.model import build_model  # noqa: E402
-from model_throughput import DTYPES, flops_per_clip, precision, seconds_per_call  # noqa: E402
+from model_throughput import (  # noqa: E402
+    DTYPES,
+    flops_per_clip,
+    precision,
+    resolve_device_defaults,
+    seconds_per_call,
+)
 from report import machine, rate, write_section  # noqa: E402
 
 HEADER = ("| device | dtype | batch | RAPA clips/s | backbone clips/s | RAPA / backbone | KeyRe-ID clips/s "
@@ -83,13 +89,9 @@ def parse_args() -> argparse.Namespace:
     add("--quick", action="store_true", help="the tiny test variants, 0.5 s per cell (a smoke run)")
     add("--write", type=Path, default=None, help="update this markdown file")
     args = parser.parse_args()
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    cuda = args.device == "cuda"
-    args.dtypes = (args.dtypes or ("fp32,bf16" if cuda else "fp32")).split(",")
+    cuda = resolve_device_defaults(args)
     if unknown := set(args.dtypes) - set(DTYPES):
         parser.error(f"unknown dtypes {sorted(unknown)}; choose from {', '.join(DTYPES)}")
-    args.batch_sizes = [int(b) for b in (args.batch_sizes or ("1,8,32,64" if cuda else "1,4,16")).split(",")]
     args.warmup = 5 if cuda else 1
     if args.quick:
         args.seconds = 0.5
