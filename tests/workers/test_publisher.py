@@ -322,3 +322,33 @@ def test_api_misuse(zmq_context: zmq.Context, endpoint: str) -> None:
         Publisher(zmq_context, "tcp://no-such-transport").start()
     with pytest.raises(ValueError):
         Publisher(zmq_context, endpoint, buffer_size=0)
+
+
+def test_unreachable_matcher_is_warned_once_with_its_address(publishers, receivers, endpoint, caplog) -> None:
+    """Nothing listening: one warning naming the address, no connection; then a matcher appears: connected,
+    everything acknowledged, one line that it answers again, and no second warning."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    publisher = publishers(unreachable_warning_s=0.5)
+    publish_all(publisher, 5)
+    assert not publisher.wait_connected(1.2) and not publisher.connected
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"the matcher at {endpoint} looks unreachable" in warnings[0] and "no connection" in warnings[0]
+    time.sleep(0.6)  # still nothing: still one warning
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    receivers()
+    assert publisher.wait_connected(5.0) and publisher.connected
+    wait_until(lambda: publisher.stats().acked == 5)
+    assert any("acknowledges again" in r.getMessage() for r in caplog.records)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_a_connected_peer_that_never_acknowledges_is_named(publishers, receivers, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    receivers(lambda message, copy: [])
+    publisher = publishers(unreachable_warning_s=0.5)
+    assert publisher.wait_connected(5.0)
+    publish_all(publisher, 3)
+    wait_until(lambda: any("looks unreachable" in r.getMessage() for r in caplog.records), 5.0)
+    [warning] = [r.getMessage() for r in caplog.records if "looks unreachable" in r.getMessage()]
+    assert "connected, but it acknowledges nothing" in warning
