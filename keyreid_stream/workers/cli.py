@@ -1,7 +1,8 @@
 """``keyreid-stream worker``: run a camera worker (one camera from the flags, or several from a config file).
 
 SIGTERM or Ctrl-C stops reading, flushes the open tracklets to the matcher (waiting up to
-``publish.flush_timeout_s`` for its acknowledgements) and exits 0; a second signal exits at once.
+``publish.flush_timeout_s`` for its acknowledgements) and exits; a second signal exits at once. Exit status: 0,
+1 (could not work), 2 (config error), 3 (tracklet messages lost); see docs/worker.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.signals import run_until_stopped
 
-__all__ = ["WorkerInputError", "add_commands", "format_report"]
+__all__ = ["WorkerInputError", "add_commands", "exit_status", "format_report"]
 
 logger = logging.getLogger("keyreid_stream.cli")
 

@@ -4,6 +4,7 @@ random weights) -> acknowledged ZeroMQ delivery to a ROUTER socket that the test
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -177,16 +178,22 @@ def _free_endpoint(zmq_context: zmq.Context) -> tuple[int, str]:
 
 
 def test_a_file_waits_for_a_matcher_that_starts_late(scene: Scene, zmq_context: zmq.Context,
-                                                     start_matcher: Callable[[int | None], Matcher]) -> None:
+                                                     start_matcher: Callable[[int | None], Matcher],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     """With a short flush timeout, a file read before the matcher answers would end in drops: it waits instead
-    (publish.wait_for_matcher_s, 30 s by default)."""
+    (publish.wait_for_matcher_s, 30 s by default). The matcher starts once the worker waits (or after 20 s, long
+    after a worker that does not wait has finished)."""
+    caplog.set_level(logging.INFO, logger="keyreid_stream.workers")
     port, endpoint = _free_endpoint(zmq_context)
     config = _config(scene, endpoint)
     config = replace(config, publish=replace(config.publish, flush_timeout_s=0.5))
     outcome: dict[str, object] = {}
     worker = threading.Thread(target=lambda: outcome.update(report=run_worker(config, context=zmq_context)))
     worker.start()
-    time.sleep(3.0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any("waiting up to" in r.getMessage() for r in caplog.records):
+        time.sleep(0.05)
+    time.sleep(1.0)
     receiver = start_matcher(port)
     worker.join(60)
     assert not worker.is_alive()
