@@ -203,22 +203,25 @@ class TrackletStore:
         """Why Redis no longer holds the data this process worked with, or None when it does: the layout or epoch
         marker is gone or changed, or the identity counter or the tracklet stream (last entry id ever added) is
         behind what this process saw (``stream_after``: the last stream entry it read)."""
+        with self._identity_lock:  # before the read: the counter only grows meanwhile, unless it went back
+            floor = self._counter_floor
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.keys.meta, ("layout", "epoch"))
         pipe.get(self.keys.identity_counter)
         pipe.xinfo_stream(self.keys.stream)
-        (layout, epoch), counter, stream = pipe.execute(raise_on_error=False)[:3]
-        if isinstance(layout, Exception) or isinstance(counter, Exception):
-            raise layout if isinstance(layout, Exception) else counter
+        meta, counter, stream = pipe.execute(raise_on_error=False)  # XINFO fails while the stream is missing
+        for reply in (meta, counter):
+            if isinstance(reply, Exception):
+                raise reply
+        layout, epoch = meta
         if layout is None or epoch is None:
             return "its layout and epoch marker is gone"
         if _text(epoch) != self.epoch:
             return f"its store epoch changed from {self.epoch} to {_text(epoch)} (set by another matcher)"
-        with self._identity_lock:
-            floor = self._counter_floor
-            self._counter_floor = max(floor, int(counter or 0))
         if int(counter or 0) < floor:
             return f"its identity counter went back from {floor} to {int(counter or 0)}"
+        with self._identity_lock:
+            self._counter_floor = max(self._counter_floor, int(counter or 0))
         last = "0-0" if isinstance(stream, Exception) else _text(stream.get("last-generated-id")) or "0-0"
         if _stream_position(last) < _stream_position(stream_after):
             return f"its tracklet stream went back from {stream_after} to {last}"

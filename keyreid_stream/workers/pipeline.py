@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 _END = object()  # end of the segment stream
 IDLE_WAIT_S = 0.05
+QUIET_WAIT_S = 1.0  # how long files wait for the matcher before the wait is logged
 
 
 class MatcherUnreachable(RuntimeError):
@@ -145,10 +146,12 @@ class Worker:
         if not self.matcher_wait_s or not files or self.publisher.connected:
             return
         endpoint, started = self.publisher.endpoint, time.monotonic()
+        stopping = stop if stop is not None else self._stop
+        if self.publisher.wait_connected(min(QUIET_WAIT_S, self.matcher_wait_s), stopping):
+            return  # a matcher that is there connects within milliseconds: nothing to say
         logger.info("waiting up to %.0f s for the matcher at %s before reading %s (publish.wait_for_matcher_s)",
                     self.matcher_wait_s, endpoint, ", ".join(files))
-        stopping = stop if stop is not None else self._stop
-        if self.publisher.wait_connected(self.matcher_wait_s, stopping):
+        if self.publisher.wait_connected(self.matcher_wait_s - (time.monotonic() - started), stopping):
             logger.info("the matcher at %s answered after %.1f s", endpoint, time.monotonic() - started)
             return
         stopped = stopping.is_set()
