@@ -384,13 +384,15 @@ class Publisher:
                 while wake.recv(4096):
                     pass
 
-    @staticmethod
-    def _send(dealer: zmq.Socket, payload: bytes) -> bool:
-        """One frame without blocking; False when ZeroMQ cannot take it now (no matcher, or the HWM)."""
+    def _send(self, dealer: zmq.Socket, payload: bytes) -> bool:
+        """One frame without blocking; False when ZeroMQ cannot take it now (no matcher, or the HWM). A frame
+        taken means a completed connection (IMMEDIATE): that also tells :attr:`connected` for transports whose
+        monitor reports no handshake (inproc)."""
         try:
             dealer.send(payload, zmq.NOBLOCK)
         except zmq.Again:
             return False
+        self._connected.set()
         return True
 
     def _send_queued(self, dealer: zmq.Socket, now: float) -> None:
