@@ -352,3 +352,18 @@ def test_a_connected_peer_that_never_acknowledges_is_named(publishers, receivers
     wait_until(lambda: any("looks unreachable" in r.getMessage() for r in caplog.records), 5.0)
     [warning] = [r.getMessage() for r in caplog.records if "looks unreachable" in r.getMessage()]
     assert "connected, but it acknowledges nothing" in warning
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc", "inproc"])
+def test_wait_connected_on_every_transport(zmq_context: zmq.Context, endpoint: str, tmp_path, transport: str) -> None:
+    """tcp and ipc report the handshake; inproc has none, and a heartbeat ZeroMQ takes tells instead."""
+    where = {"tcp": endpoint, "ipc": f"ipc://{tmp_path}/matcher.sock", "inproc": "inproc://matcher"}[transport]
+    router = zmq_context.socket(zmq.ROUTER)
+    router.bind(where)
+    publisher = Publisher(zmq_context, where, heartbeat_interval_s=0.1,
+                          heartbeats=lambda: [Heartbeat("cam-1", 0.0, 1, {})]).start()
+    try:
+        assert publisher.wait_connected(5.0) and publisher.connected
+    finally:
+        publisher.close(flush_timeout_s=0)
+        router.close(linger=0)
