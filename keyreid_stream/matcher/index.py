@@ -419,6 +419,11 @@ class GalleryIndex:
                 self._indexes[space], self._dims[space] = index, int(shape[1])
         return index.add(ids, self._truncated(space, vectors, "vectors"))
 
+    def clear(self) -> None:
+        """Forget every space and vector (e.g. when the data they came from is gone)."""
+        with self._lock:
+            self._indexes, self._dims = {}, {}
+
     def remove(self, ids: Iterable[str]) -> int:
         """Remove ``ids`` from whichever space holds them; returns how many were present."""
         ids = list(ids)

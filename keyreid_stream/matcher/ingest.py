@@ -51,9 +51,11 @@ class Outage:
         self.what, (self.first, self.largest) = what, backoff_s
         self.since: float | None = None
         self.delay = self.first
+        self.last_error = ""
 
     def failed(self, exc: BaseException) -> float:
         """Record a failure; returns how long to wait before the next attempt."""
+        self.last_error = f"{type(exc).__name__}: {exc}"
         if self.since is None:
             self.since, self.delay = time.monotonic(), self.first
             logger.warning("%s: Redis unavailable (%s: %s); retrying with backoff up to %.1f s", self.what,

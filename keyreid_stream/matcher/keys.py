@@ -7,7 +7,8 @@ within one slot. Several deployments can share one Redis with different prefixes
 =====================================  ======  ==========================================================
 key                                    type    content
 =====================================  ======  ==========================================================
-``P:meta``                             hash    ``layout`` (the version of this data model)
+``P:meta``                             hash    ``layout`` (the version of this data model), ``epoch`` (the
+                                               store epoch: see :func:`~keyreid_stream.matcher.records.next_epoch`)
 ``P:tracklet:<id>``                    hash    one tracklet (id = the worker's message id): camera, track,
                                                times, space, descriptor bytes, identity, decision, link
 ``P:thumb:<id>``                       string  its JPEG thumbnail, when the worker sent one
@@ -20,7 +21,7 @@ key                                    type    content
 ``P:stream``                           stream  one entry per stored tracklet, in ingest order
 ``P:assoc:cursor``                     string  the last stream entry association has decided
 ``P:assoc:lease``                      string  the association lease: the owner's token, with a TTL
-``P:identity:next``                    string  counter of identity numbers
+``P:identity:next``                    string  counter of identity numbers (ids ``g<n>-<epoch>``)
 ``P:identity:<gid>``                   hash    created_at, first_seen, last_seen, merged_into
 ``P:identity:<gid>:members``           zset    its tracklet ids by start time
 ``P:identity:<gid>:log``               list    JSON decisions (capped)

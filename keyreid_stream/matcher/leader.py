@@ -9,7 +9,8 @@ one process deletes.
 
 The window is cached in memory while the lease is held: every tracklet this process decided is in the cache,
 and older ones are loaded from Redis once, when a batch reaches further back than what is loaded. Losing the
-lease clears the cache (another matcher may then change identities).
+lease clears the cache (another matcher may then change identities), and so does a new store epoch (Redis lost its
+data, see :meth:`~keyreid_stream.matcher.store.TrackletStore.recover`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from keyreid_stream.matcher.association import AssociationParams, associate
 from keyreid_stream.matcher.lease import Lease
 from keyreid_stream.matcher.recluster import recluster
 from keyreid_stream.matcher.records import StoredTracklet
-from keyreid_stream.matcher.store import LeaseLost, TrackletStore
+from keyreid_stream.matcher.store import LeaseLost, StoreReset, TrackletStore
 from keyreid_stream.matcher.topology import Topology
 
 __all__ = ["AssociationStats", "Associator"]
@@ -61,6 +62,7 @@ class Associator:
         self._latest_end = float("-inf")
         self._last_recluster = time.monotonic()
         self._last_retention = 0.0
+        self._epoch = store.epoch
 
     @property
     def leading(self) -> bool:
@@ -72,7 +74,8 @@ class Associator:
         if not self.lease.refresh():
             self._forget()
             return 0
-        if not was_leading:
+        if not was_leading or self._epoch != self.store.epoch:
+            self._epoch = self.store.epoch
             self._forget()
         try:
             decided = self._decide_next()
@@ -81,6 +84,10 @@ class Associator:
         except LeaseLost:
             self.stats.lease_losses += 1
             self.lease.lost()
+            self._forget()
+            return 0
+        except StoreReset as exc:  # Redis lost the data: wait for the index thread's recovery (a new epoch)
+            logger.debug("association paused: %s", exc)
             self._forget()
             return 0
         return decided

@@ -41,7 +41,7 @@ __all__ = ["UNLINKED_BASE", "ExportReport", "TrackAssignment", "assign_tracks", 
 logger = logging.getLogger(__name__)
 
 UNLINKED_BASE = 1_000_000_000
-_NUMBERED = re.compile(r"\D*(\d+)")
+_NUMBERED = re.compile(r"\D*(\d+)(?:-[0-9a-z]+)?")  # g42, g42-<epoch>
 TrackKey = tuple[str, int]  # (camera, local track id)
 
 

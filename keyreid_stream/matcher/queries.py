@@ -47,7 +47,7 @@ from keyreid_stream.matcher.answers import (
 )
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.records import normalize
+from keyreid_stream.matcher.records import IDENTITY_ID_PATTERN, normalize
 from keyreid_stream.matcher.summaries import recent_identities
 
 __all__ = ["MatcherQueries", "merge_visits"]
@@ -59,7 +59,7 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 LOG_ENTRIES = 50
 HEALTH_FLAGS = ("healthy", "redis_connected", "index_ready", "ingest_running")
 _TRACKLET_RE = re.compile(r"[0-9a-f]{32}")
-_IDENTITY_RE = re.compile(r"g[0-9]{1,19}")
+_IDENTITY_RE = re.compile(IDENTITY_ID_PATTERN)
 _CAMERA_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SPACE_RE = re.compile(r"[^\x00-\x1f]{1,200}")
 _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
@@ -223,6 +223,8 @@ class MatcherQueries:
             logger.warning("service status failed", exc_info=True)
             problems.append(f"service status failed: {type(exc).__name__}")
             return {}
+        if isinstance(service.get("starting"), str):  # why the service is not working yet
+            problems.append(service["starting"])
         problems.extend(f"{flag} is false" for flag in HEALTH_FLAGS if service.get(flag) is False)
         return service
 

@@ -16,9 +16,35 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["Change", "Decision", "DecisionKind", "StoredTracklet", "descriptor_space", "normalize"]
+__all__ = ["EPOCH_PATTERN", "IDENTITY_ID_PATTERN", "Change", "Decision", "DecisionKind", "StoredTracklet",
+           "descriptor_space", "identity_id", "next_epoch", "normalize"]
 
 DecisionKind = Literal["new", "appearance", "continuation"]
+
+# A store epoch names one life of the matcher's Redis data: a new one is made when the data is created, and again
+# when the matcher finds that Redis lost it (a restart without persistence, an old snapshot). It is the unix second
+# of its creation in base 36 (6 characters until 2038), always above the epoch it replaces.
+EPOCH_PATTERN = r"[0-9a-z]{1,13}"
+# Identity ids: ``g<n>-<epoch>`` (``g42-tbx2kq``), n from the store's counter; ``g<n>`` without an epoch is what
+# matchers before epochs wrote, still read. The epoch keeps an id from being reused when the counter starts over.
+IDENTITY_ID_PATTERN = rf"g[0-9]{{1,19}}(?:-{EPOCH_PATTERN})?"
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def identity_id(number: int, epoch: str) -> str:
+    """The id of identity ``number`` of store epoch ``epoch``."""
+    return f"g{number}-{epoch}"
+
+
+def next_epoch(now: float, after: str | None = None) -> str:
+    """A new store epoch at unix time ``now``: base 36 of the second, and above ``after`` (the epoch replaced)."""
+    value = max(int(now), int(after, 36) + 1 if after else 0)
+    text = ""
+    while True:
+        value, digit = divmod(value, 36)
+        text = _DIGITS[digit] + text
+        if not value:
+            return text
 
 
 def descriptor_space(model_name: str, model_version: str, dim: int) -> str:

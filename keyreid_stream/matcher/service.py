@@ -56,12 +56,47 @@ def connect_redis(url: str, socket_timeout_s: float = 5.0) -> redis.Redis:
 
 
 class IndexSync:
-    """Keeps a :class:`GalleryIndex` equal to the stored tracklets: a full load, then the stream's tail."""
+    """Keeps a :class:`GalleryIndex` equal to the stored tracklets: a full load, then the stream's tail.
 
-    def __init__(self, client: redis.Redis, keys: Keys, index: GalleryIndex) -> None:
+    With the ``store``, :meth:`step` also checks every ``check_every_s`` that Redis still holds the data the index
+    came from (:meth:`TrackletStore.lost_data`); when it does not (a restart without persistence, an older
+    snapshot), it recovers: a new store epoch (so no identity id is reused), the index reset and rebuilt from what
+    Redis holds now, and one error line in the log.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, index: GalleryIndex, store: TrackletStore | None = None,
+                 check_every_s: float = 1.0) -> None:
         self.client, self.keys, self.index = client, keys, index
+        self.store, self.check_every_s = store, check_every_s
         self.after = "0-0"
         self.ready = False
+        self.recoveries = 0
+        self._checked_at = float("-inf")
+
+    def step(self, block_ms: int = 500) -> int:
+        """One cycle of the index thread: check the store (when due), load everything (once), or tail."""
+        if self.store is not None and time.monotonic() - self._checked_at >= self.check_every_s:
+            self.check_store()
+            self._checked_at = time.monotonic()
+        if not self.ready:
+            return self.rebuild()
+        return self.poll(block_ms)
+
+    def check_store(self) -> bool:
+        """Recover when Redis lost the data (see the class docstring); True when it did."""
+        reason = self.store.lost_data(self.after) if self.store is not None else None
+        if reason is None:
+            return False
+        old, new = self.store.recover()
+        self.ready, self.after = False, "0-0"
+        dropped = len(self.index)
+        self.index.clear()
+        self.recoveries += 1
+        logger.error("redis lost the matcher's data (%s; a restart without persistence or an older snapshot?): new "
+                     "store epoch %s (was %s), new identities are g<n>-%s so no earlier id is reused; the vector "
+                     "index (%d tracklets) is reset and rebuilt from what redis holds now", reason, new, old or "-",
+                     new, dropped)
+        return True
 
     def rebuild(self) -> int:
         """Load every stored tracklet (in chunks); remembers the stream position it started from."""
@@ -136,7 +171,8 @@ class _Threads:
 def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threading.Event | None = None,
                 context: zmq.Context | None = None) -> MatcherReport:
     """Run a matcher until ``stop`` is set. ``ready`` is set once the socket (unless ``ingest.enabled`` is false)
-    and the API accept connections."""
+    and the API accept connections: that is before Redis answers, so that ``/health`` tells why the matcher is not
+    working yet (503) while it waits for Redis."""
     if not (config.ingest.enabled or config.association.enabled or config.api.http):
         raise ValueError("ingest and association are disabled and api.http is empty: this matcher would do nothing")
     started = time.monotonic()
@@ -146,38 +182,40 @@ def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threadin
     token = read_token(config.api.token_env, config.api.token_file)
     store = TrackletStore(client, keys, expected_dim=config.ingest.expected_dim,
                           store_thumbnails=config.ingest.store_thumbnails)
-    _wait_for_redis(store, stop, backoff)
     index = GalleryIndex(max_dim=config.index.max_dim, kind=config.index.kind, flat_max=config.index.flat_max,
                          nprobe=config.index.nprobe, nlist=config.index.nlist, hnsw_m=config.index.hnsw_m,
                          ef_construction=config.index.ef_construction, ef_search=config.index.ef_search,
                          threads=config.index.threads)
-    sync = IndexSync(client, keys, index)
+    sync = IndexSync(client, keys, index, store)
     lease = Lease(client, keys, config.association.lease_ttl_s)
     associator = _associator(config, store, lease, topology)
     own_context = context is None and config.ingest.enabled
     router, ingestor, endpoint = None, None, ""
-    if config.ingest.enabled:
-        context = context or zmq.Context()
-        router = bind_router(context, config.ingest.listen)
-        endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
-        ingestor = Ingestor(router, store, batch_size=config.ingest.batch_size, backoff_s=backoff)
     threads, api = _Threads(), None
-    index_outage = Outage("index", backoff)
+    index_outage, startup = Outage("index", backoff), Outage("startup", backoff)
     try:
-        threads.start("index", _run_sync, sync, stop, backoff, index_outage)
-        if associator is not None:
-            threads.start("association", _loop, "association", associator.step, stop, backoff, 0.05)
+        if config.ingest.enabled:
+            context = context or zmq.Context()
+            router = bind_router(context, config.ingest.listen)
+            endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
+            ingestor = Ingestor(router, store, batch_size=config.ingest.batch_size, backoff_s=backoff)
         api = _start_api(config, client, keys, index, token,
-                         lambda: _status(ingestor, associator, sync, endpoint, index_outage))
+                         lambda: _status(ingestor, associator, sync, endpoint, index_outage, startup))
         logger.info("matcher: %s, redis %s (prefix %s)%s", f"ingest on {endpoint}" if ingestor else "ingest disabled",
                     _redact(config.redis.url), config.redis.prefix,
                     f", API on http://{api.host}:{api.port}" if api else "")
         if ready is not None:
             ready.set()
-        if ingestor is not None:
-            ingestor.run(stop)
+        if _wait_for_redis(store, stop, startup):
+            threads.start("index", _loop, "index", sync.step, stop, backoff, 0.0, index_outage)
+            if associator is not None:
+                threads.start("association", _loop, "association", associator.step, stop, backoff, 0.05)
+            if ingestor is not None:
+                ingestor.run(stop)
+            else:
+                stop.wait()
         else:
-            stop.wait()
+            logger.info("stopped while waiting for redis: nothing was received or stored")
     finally:
         stop.set()
         if api is not None:
@@ -246,15 +284,16 @@ class MatcherThread:
         self.stop()
 
 
-def _wait_for_redis(store: TrackletStore, stop: threading.Event, backoff: tuple[float, float]) -> None:
-    outage = Outage("startup", backoff)
+def _wait_for_redis(store: TrackletStore, stop: threading.Event, outage: Outage) -> bool:
+    """Check (or mark) the data layout once Redis answers; False when ``stop`` came first."""
     while not stop.is_set():
         try:
             store.check_layout()
             outage.recovered()
-            return
+            return True
         except redis.RedisError as exc:
             stop.wait(outage.failed(exc))
+    return False
 
 
 def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology) -> Associator | None:  # noqa: ANN001
@@ -268,21 +307,22 @@ def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topol
                       retention_every_s=config.retention.every_s)
 
 
-def _run_sync(sync: IndexSync, stop: threading.Event, backoff: tuple[float, float], outage: Outage) -> None:
-    while not stop.is_set() and not sync.ready:
-        try:
-            sync.rebuild()
-            outage.recovered()
-        except redis.RedisError as exc:
-            stop.wait(outage.failed(exc))
-    _loop("index", lambda: sync.poll(500), stop, backoff, 0.0, outage)
-
-
 def _status(ingestor: Ingestor | None, associator: Associator | None, sync: IndexSync, endpoint: str,
-            index_outage: Outage) -> dict[str, object]:
+            index_outage: Outage, startup: Outage) -> dict[str, object]:
     """The service's own state for ``/health`` and ``/stats``. Without ingest (a query-only matcher) there is no
     ``ingest_running`` flag to report false, so a disabled ingest never makes the health degraded; Redis
-    reachability then comes from the index's stream reader."""
+    reachability then comes from the index's stream reader. Until Redis first answers, ``starting`` says so."""
+    status = _running_status(ingestor, associator, sync, endpoint, index_outage)
+    status["store_epoch"] = sync.store.epoch if sync.store is not None else None
+    status["store_recoveries"] = sync.recoveries
+    if sync.store is not None and sync.store.epoch is None:  # Redis has not answered yet
+        status["redis_connected"] = False
+        status["starting"] = f"waiting for redis: {startup.last_error or 'no answer yet'}"
+    return status
+
+
+def _running_status(ingestor: Ingestor | None, associator: Associator | None, sync: IndexSync, endpoint: str,
+                    index_outage: Outage) -> dict[str, object]:
     if ingestor is None:
         return {
             "listen": None, "ingest_enabled": False, "redis_connected": not index_outage.down,

@@ -8,6 +8,10 @@ Every key comes from :class:`~keyreid_stream.matcher.keys.Keys`; the data model 
 * :meth:`TrackletStore.commit_decisions` / :meth:`commit_changes` write association results in one MULTI/EXEC
   transaction that WATCHes the association lease: a matcher that lost its lease cannot write (fencing).
 * :meth:`TrackletStore.expire` deletes tracklets older than the retention age, and identities left empty.
+* The store epoch (``meta.epoch``, in every identity id) names one life of the data: :meth:`check_layout` makes
+  one for a new database, :meth:`lost_data` notices a Redis that lost its data (the marker gone, the identity
+  counter or the stream behind what this process saw) and :meth:`recover` makes a new epoch, so that an identity id
+  is never given twice even when the counter starts over.
 
 Redis errors (connection refused, timeouts, a server restarting) are raised to the caller unchanged; the matcher
 service retries with backoff and acknowledges nothing it has not stored.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,9 +31,17 @@ import redis
 
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
 from keyreid_stream.matcher.keys import LAYOUT_VERSION, Keys
-from keyreid_stream.matcher.records import Change, Decision, StoredTracklet, descriptor_space, normalize
+from keyreid_stream.matcher.records import (
+    Change,
+    Decision,
+    StoredTracklet,
+    descriptor_space,
+    identity_id,
+    next_epoch,
+    normalize,
+)
 
-__all__ = ["DUPLICATE", "LeaseLost", "STORED", "StoreError", "TrackletStore", "load_tracklets"]
+__all__ = ["DUPLICATE", "LeaseLost", "STORED", "StoreError", "StoreReset", "TrackletStore", "load_tracklets"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +88,38 @@ return statuses
 """
 
 
+# KEYS[1] meta; ARGV: layout version, the epoch to replace ('' = none), a new epoch. Marks the layout, keeps the
+# epoch there unless it is missing or the one to replace. Returns {'layout', found} for another layout version, else
+# {'kept' | 'new', epoch, '1' when the layout marker was there before, else '0'}.
+_EPOCH_SCRIPT = """
+local layout = redis.call('HGET', KEYS[1], 'layout')
+if layout and layout ~= ARGV[1] then return {'layout', layout} end
+if not layout then redis.call('HSET', KEYS[1], 'layout', ARGV[1]) end
+local had = layout and '1' or '0'
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if (not epoch) or epoch == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[3])
+  return {'new', ARGV[3], had}
+end
+return {'kept', epoch, had}
+"""
+# KEYS[1] meta, KEYS[2] the identity counter; ARGV: this process's epoch, the block size, the lowest counter value
+# this process may see. Returns the counter after reserving a block, -1 when the epoch is not this process's, -2
+# when the counter went back.
+_ALLOCATE_SCRIPT = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[3]) then return -2 end
+return redis.call('INCRBY', KEYS[2], ARGV[2])
+"""
+
+
 class StoreError(RuntimeError):
     """The Redis data is not what this version of the matcher expects (e.g. another layout version)."""
+
+
+class StoreReset(RuntimeError):
+    """Redis lost the matcher's data (or holds an older copy of it): nothing was allocated; see
+    :meth:`TrackletStore.recover`."""
 
 
 class LeaseLost(RuntimeError):
@@ -97,6 +140,11 @@ def _tracklet(tracklet_id: str, values: Sequence[bytes | None]) -> StoredTrackle
         descriptor=normalize(np.frombuffer(desc, dtype="<f4")), identity=_text(identity) or None,
         ingested_at=float(ingested),
     )
+
+
+def _stream_position(entry_id: str) -> tuple[int, int]:
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def load_tracklets(client: redis.Redis, keys: Keys, ids: Sequence[str], chunk: int = 2000) -> list[StoredTracklet]:
@@ -122,17 +170,69 @@ class TrackletStore:
         self.client, self.keys = client, keys
         self.expected_dim, self.store_thumbnails = expected_dim, store_thumbnails
         self._ingest_script = client.register_script(_INGEST_SCRIPT)
+        self._epoch_script = client.register_script(_EPOCH_SCRIPT)
+        self._allocate_script = client.register_script(_ALLOCATE_SCRIPT)
+        self._identity_lock = threading.Lock()  # the block of identity numbers, the epoch and the counter floor
         self._free_identities: deque[int] = deque()
+        self.epoch: str | None = None  # this process's store epoch (set by check_layout)
+        self._counter_floor = 0  # the highest identity counter this process has seen in its epoch
 
     # ----------------------------------------------------------------------------------- setup
 
-    def check_layout(self) -> None:
-        """Mark a fresh database with this data model's version; refuse a database of another version."""
-        self.client.hsetnx(self.keys.meta, "layout", LAYOUT_VERSION)
-        found = _text(self.client.hget(self.keys.meta, "layout"))
-        if found != LAYOUT_VERSION:
-            raise StoreError(f"redis prefix {self.keys.prefix!r} holds matcher data layout {found}, this matcher "
+    def check_layout(self) -> str:
+        """Mark a fresh database with this data model's version and a store epoch; refuse a database of another
+        version. Returns the epoch."""
+        state, epoch, _had_layout = self._mark_epoch("")
+        if state == "new":
+            logger.info("redis prefix %r: new store epoch %s (identity ids g<n>-%s)", self.keys.prefix, epoch, epoch)
+        return epoch
+
+    def _mark_epoch(self, replace: str) -> tuple[str, str, bool]:
+        reply = [_text(value) for value in self._epoch_script(
+            keys=[self.keys.meta], args=[LAYOUT_VERSION, replace, next_epoch(time.time(), self.epoch)])]
+        if reply[0] == "layout":
+            raise StoreError(f"redis prefix {self.keys.prefix!r} holds matcher data layout {reply[1]}, this matcher "
                              f"reads layout {LAYOUT_VERSION}: use another redis.prefix or migrate the data")
+        with self._identity_lock:
+            if reply[1] != self.epoch:
+                self.epoch, self._counter_floor = reply[1], 0
+                self._free_identities.clear()
+        return reply[0], reply[1], reply[2] == "1"
+
+    def lost_data(self, stream_after: str = "0-0") -> str | None:
+        """Why Redis no longer holds the data this process worked with, or None when it does: the layout or epoch
+        marker is gone or changed, or the identity counter or the tracklet stream (last entry id ever added) is
+        behind what this process saw (``stream_after``: the last stream entry it read)."""
+        with self._identity_lock:  # before the read: the counter only grows meanwhile, unless it went back
+            floor = self._counter_floor
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.keys.meta, ("layout", "epoch"))
+        pipe.get(self.keys.identity_counter)
+        pipe.xinfo_stream(self.keys.stream)
+        meta, counter, stream = pipe.execute(raise_on_error=False)  # XINFO fails while the stream is missing
+        for reply in (meta, counter):
+            if isinstance(reply, Exception):
+                raise reply
+        layout, epoch = meta
+        if layout is None or epoch is None:
+            return "its layout and epoch marker is gone"
+        if _text(epoch) != self.epoch:
+            return f"its store epoch changed from {self.epoch} to {_text(epoch)} (set by another matcher)"
+        if int(counter or 0) < floor:
+            return f"its identity counter went back from {floor} to {int(counter or 0)}"
+        with self._identity_lock:
+            self._counter_floor = max(self._counter_floor, int(counter or 0))
+        last = "0-0" if isinstance(stream, Exception) else _text(stream.get("last-generated-id")) or "0-0"
+        if _stream_position(last) < _stream_position(stream_after):
+            return f"its tracklet stream went back from {stream_after} to {last}"
+        return None
+
+    def recover(self) -> tuple[str, str]:
+        """After :meth:`lost_data`: mark the layout again and give the data a new epoch (or take the one another
+        matcher already made); returns (the old epoch, the new one). The caller rebuilds what it derived."""
+        old = self.epoch
+        self._mark_epoch(old or "")
+        return old or "", self.epoch or ""
 
     # ---------------------------------------------------------------------------------- ingest
 
@@ -214,19 +314,34 @@ class TrackletStore:
         return [_text(i) for i in reversed(ids)]
 
     def allocate_identity(self) -> str:
-        """A new identity id ``g<n>``; numbers are reserved in blocks (one round trip per block), so ids are unique
-        across matchers but may have gaps."""
-        if not self._free_identities:
-            last = int(self.client.incrby(self.keys.identity_counter, IDENTITY_BLOCK))
-            self._free_identities.extend(range(last - IDENTITY_BLOCK + 1, last + 1))
-        return f"g{self._free_identities.popleft()}"
+        """A new identity id ``g<n>-<epoch>``; numbers are reserved in blocks (one round trip per block), so ids
+        are unique across matchers but may have gaps. Raises :class:`StoreReset` when Redis no longer holds this
+        process's epoch, or its counter went back (nothing is allocated then)."""
+        with self._identity_lock:
+            epoch = self.epoch
+            if epoch is None:
+                raise StoreReset("the store epoch is not known yet (check_layout first)")
+            if not self._free_identities:
+                last = int(self._allocate_script(keys=[self.keys.meta, self.keys.identity_counter],
+                                                 args=[epoch, IDENTITY_BLOCK, self._counter_floor]))
+                if last < 0:
+                    raise StoreReset("redis no longer holds this matcher's store epoch" if last == -1 else
+                                     "the identity counter in redis went back")
+                self._counter_floor = max(self._counter_floor, last)
+                self._free_identities.extend(range(last - IDENTITY_BLOCK + 1, last + 1))
+            return identity_id(self._free_identities.popleft(), epoch)
 
     def _fenced(self, token: str):  # noqa: ANN202 - a redis-py pipeline in MULTI state
+        """A transaction that runs only while ``token`` holds the lease and the store epoch is this process's
+        (decisions made before Redis lost its data are never written into the new data)."""
         pipe = self.client.pipeline()
-        pipe.watch(self.keys.lease)
+        pipe.watch(self.keys.lease, self.keys.meta)
         if _text(pipe.get(self.keys.lease)) != token:
             pipe.reset()
             raise LeaseLost("the association lease is held by another matcher")
+        if _text(pipe.hget(self.keys.meta, "epoch")) != self.epoch:
+            pipe.reset()
+            raise StoreReset("redis no longer holds this matcher's store epoch")
         pipe.multi()
         return pipe
 

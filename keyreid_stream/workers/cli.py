@@ -1,7 +1,8 @@
 """``keyreid-stream worker``: run a camera worker (one camera from the flags, or several from a config file).
 
 SIGTERM or Ctrl-C stops reading, flushes the open tracklets to the matcher (waiting up to
-``publish.flush_timeout_s`` for its acknowledgements) and exits 0; a second signal exits at once.
+``publish.flush_timeout_s`` for its acknowledgements) and exits; a second signal exits at once. Exit status: 0,
+1 (could not work), 2 (config error), 3 (tracklet messages lost); see docs/worker.md.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.signals import run_until_stopped
 
-__all__ = ["WorkerInputError", "add_commands", "format_report"]
+__all__ = ["WorkerInputError", "add_commands", "exit_status", "format_report"]
 
 logger = logging.getLogger("keyreid_stream.cli")
 
@@ -67,13 +68,30 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - WorkerConfig, imported la
     return dataclasses.replace(config, **changes)
 
 
+EXIT_OK, EXIT_FAILED, EXIT_LOST = 0, 1, 3  # 2: a config or command-line error (docs/worker.md, Exit status)
+
+
 def _worker(args: argparse.Namespace) -> int:
+    from keyreid_stream.workers.pipeline import MatcherUnreachable
     from keyreid_stream.workers.service import run_worker
 
     config, report = run_until_stopped(lambda: _load(args), lambda c, stop: run_worker(c, stop=stop),
-                                       stopping="flushing the open tracklets", input_error=WorkerInputError)
+                                       stopping="flushing the open tracklets", input_error=WorkerInputError,
+                                       run_errors=(ValueError, MatcherUnreachable))
     print(format_report(report, [camera.id for camera in config.cameras]))
-    return 1 if len(report.camera_errors) == len(config.cameras) else 0
+    return exit_status(report, len(config.cameras))
+
+
+def exit_status(report: object, cameras: int) -> int:
+    """1 when no camera could be read, 3 when tracklet messages were lost (dropped or rejected), else 0."""
+    if len(report.camera_errors) == cameras:  # type: ignore[attr-defined]
+        return EXIT_FAILED
+    stats = report.publisher  # type: ignore[attr-defined]
+    if stats.dropped or stats.rejected:
+        logger.error("%d tracklet message(s) did not reach the matcher (%d dropped, %d rejected): exit status %d",
+                     stats.dropped + stats.rejected, stats.dropped, stats.rejected, EXIT_LOST)
+        return EXIT_LOST
+    return EXIT_OK
 
 
 def format_report(report: object, camera_ids: list[str]) -> str:

@@ -166,7 +166,12 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class PublishConfig:
-    """Delivery to the matcher (see docs/protocol.md): a bounded buffer of unacknowledged messages."""
+    """Delivery to the matcher (see docs/protocol.md): a bounded buffer of unacknowledged messages.
+
+    ``wait_for_matcher_s``: with a file or image folder among the cameras, wait up to this long for a connection
+    to the matcher before reading anything (a file can wait; reading it while nobody listens would only fill the
+    buffer), then give up with an error; 0 = read at once. Live sources never wait. ``unreachable_warning_s``:
+    warn once (with the matcher's address) when messages have waited that long without any acknowledgement."""
 
     matcher: str = "tcp://127.0.0.1:5555"
     buffer_size: int = 10_000
@@ -174,12 +179,16 @@ class PublishConfig:
     ack_timeout_s: float = 5.0
     heartbeat_s: float = 2.0
     flush_timeout_s: float = 10.0
+    wait_for_matcher_s: float = 30.0
+    unreachable_warning_s: float = 15.0
 
     def __post_init__(self) -> None:
         _require(self.matcher.startswith(("tcp://", "ipc://", "inproc://")), "matcher must be a ZeroMQ endpoint")
         _require(self.buffer_size >= 1 and self.max_in_flight >= 1, "buffer_size and max_in_flight must be >= 1")
         _require(self.ack_timeout_s > 0 and self.heartbeat_s > 0, "ack_timeout_s and heartbeat_s must be > 0")
-        _require(self.flush_timeout_s >= 0, "flush_timeout_s must be >= 0")
+        _require(self.flush_timeout_s >= 0 and self.wait_for_matcher_s >= 0,
+                 "flush_timeout_s and wait_for_matcher_s must be >= 0")
+        _require(self.unreachable_warning_s > 0, "unreachable_warning_s must be > 0")
 
 
 @dataclass(frozen=True)

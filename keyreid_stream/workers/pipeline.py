@@ -16,6 +16,11 @@ One process serves one or several cameras. Its threads hand work over through bo
 * The publisher (:class:`~keyreid_stream.workers.publisher.Publisher`) buffers up to a bound, retransmits until
   the matcher acknowledges, counts what it has to drop, and sends each camera's heartbeat.
 
+Files wait for the matcher: with a file (or image folder) among the cameras, nothing is read until the publisher
+has a connection to the matcher, for up to ``matcher_wait_s``; then :class:`MatcherUnreachable` is raised with
+nothing read (reading while nobody listens would only fill the publisher's buffer and drop). Live sources never
+wait: their frames happen now.
+
 Stopping (``stop`` event, e.g. on SIGTERM): the readers stop, the frames already queued are processed, every
 open track is flushed as a tracklet, embedded and published, and the publisher waits up to ``flush_timeout_s``
 for the acknowledgements. The same happens when every source has ended.
@@ -38,12 +43,17 @@ from keyreid_stream.workers.embedder import TrackletEmbedder
 from keyreid_stream.workers.metrics import WorkerMetrics, format_metrics
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator, TrackletSegment, thumbnail_jpeg
 
-__all__ = ["CameraRuntime", "Worker", "WorkerReport"]
+__all__ = ["CameraRuntime", "MatcherUnreachable", "Worker", "WorkerReport"]
 
 logger = logging.getLogger(__name__)
 
 _END = object()  # end of the segment stream
 IDLE_WAIT_S = 0.05
+QUIET_WAIT_S = 1.0  # how long files wait for the matcher before the wait is logged
+
+
+class MatcherUnreachable(RuntimeError):
+    """Files were not read: the matcher did not accept a connection within the wait."""
 
 
 @dataclass
@@ -82,7 +92,7 @@ class Worker:
                  publisher: object, *, keypoints_fn: KeypointFn | None = None, detect_batch: int = 16,
                  embed_batch_clips: int = 64, embed_max_wait_s: float = 0.2, embed_queue: int = 256,
                  flush_timeout_s: float = 10.0, log_every_s: float = 10.0, thumbnails: bool = True,
-                 metrics: WorkerMetrics | None = None) -> None:
+                 metrics: WorkerMetrics | None = None, matcher_wait_s: float = 0.0) -> None:
         if not cameras:
             raise ValueError("a worker needs at least one camera")
         self.cameras = {camera.camera_id: camera for camera in cameras}
@@ -91,6 +101,7 @@ class Worker:
         self.detect_batch, self.embed_batch_clips = detect_batch, embed_batch_clips
         self.embed_max_wait_s = embed_max_wait_s
         self.flush_timeout_s, self.log_every_s, self.thumbnails = flush_timeout_s, log_every_s, thumbnails
+        self.matcher_wait_s = matcher_wait_s
         self.metrics = metrics or WorkerMetrics()
         self.segments: queue.Queue = queue.Queue(maxsize=embed_queue)
         self.frames_ready = threading.Event()
@@ -109,7 +120,11 @@ class Worker:
             camera.source.close()  # thread-safe; ends a read or a reconnection wait in progress
 
     def run(self, stop: threading.Event | None = None) -> WorkerReport:
-        """Run until every source has ended or ``stop`` (or :meth:`stop`) is set; then flush and report."""
+        """Run until every source has ended or ``stop`` (or :meth:`stop`) is set; then flush and report.
+
+        Raises :class:`MatcherUnreachable` (nothing read, everything closed) when files wait for the matcher in
+        vain."""
+        self._wait_for_matcher(stop)
         threads = [threading.Thread(target=self._read, args=(camera,), name=f"reader-{camera.camera_id}",
                                     daemon=True) for camera in self.cameras.values()]
         threads += [threading.Thread(target=self._perceive, name="perception", daemon=True),
@@ -125,6 +140,29 @@ class Worker:
         publisher_stats = self.publisher.close(self.flush_timeout_s)
         logger.info("worker stopped: %s", format_metrics(self.metrics, self._queue_depths(), self._delivery()))
         return self._report(publisher_stats)
+
+    def _wait_for_matcher(self, stop: threading.Event | None) -> None:
+        files = [cid for cid, camera in self.cameras.items() if not camera.live]
+        if not self.matcher_wait_s or not files or self.publisher.connected:
+            return
+        endpoint, started = self.publisher.endpoint, time.monotonic()
+        stopping = stop if stop is not None else self._stop
+        if self.publisher.wait_connected(min(QUIET_WAIT_S, self.matcher_wait_s), stopping):
+            return  # a matcher that is there connects within milliseconds: nothing to say
+        logger.info("waiting up to %.0f s for the matcher at %s before reading %s (publish.wait_for_matcher_s)",
+                    self.matcher_wait_s, endpoint, ", ".join(files))
+        if self.publisher.wait_connected(self.matcher_wait_s - (time.monotonic() - started), stopping):
+            logger.info("the matcher at %s answered after %.1f s", endpoint, time.monotonic() - started)
+            return
+        stopped = stopping.is_set()
+        self.stop()  # closes the sources: nothing is read
+        if stopped:
+            return
+        self.publisher.close(0.0)
+        raise MatcherUnreachable(
+            f"the matcher at {endpoint} did not answer within {self.matcher_wait_s:g} s; nothing was read from "
+            f"{', '.join(files)} (is it running, and listening on this address? publish.wait_for_matcher_s sets "
+            "the wait)")
 
     # -- threads ---------------------------------------------------------------------------------------------
 

@@ -12,6 +12,11 @@ A DEALER socket connects to the matcher's ROUTER (see ``docs/protocol.md``, Tran
   gave up). Drops are counted and logged (rate-limited), rejections are counted and logged once per code.
 * **Heartbeats are best effort**: sent every ``heartbeat_interval_s``, never acknowledged or retried; a tick
   at which the matcher is unreachable is counted as skipped.
+* **An unreachable matcher is said once**: when messages have waited ``unreachable_warning_s`` without any
+  acknowledgement, one warning names the matcher's address (and whether a connection exists at all); one info
+  line follows when acknowledgements come again. :attr:`Publisher.connected` (a ZeroMQ handshake with the
+  matcher's socket succeeded, from the socket monitor) and :meth:`Publisher.wait_connected` let a caller wait for
+  the matcher before producing anything.
 
 ``IMMEDIATE=1`` makes a send fail at once (EAGAIN) while no matcher is connected, so nothing piles up inside
 ZeroMQ where it could not be counted: messages wait in this publisher's own buffer instead. One background
@@ -32,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
@@ -50,6 +56,8 @@ ZMTP_HEARTBEAT_IVL, ZMTP_HEARTBEAT_TIMEOUT = 1000, 3000  # ms; detect a dead mat
 SNDHWM_HEADROOM = 16  # room for heartbeats on top of max_in_flight
 CLOSE_LINGER_MS = 100  # only when the final heartbeats were queued: time for them to reach the matcher
 JOIN_SLACK_S = 2.0
+WAIT_SLICE_S = 0.1
+_MONITOR_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 _COUNTS = ("published", "sent", "resent", "acked", "rejected", "dropped", "heartbeats_sent",
            "heartbeats_skipped", "bad_acks")
 
@@ -95,10 +103,11 @@ class Publisher:
         self, context: zmq.Context, endpoint: str, *, buffer_size: int = 10_000, max_in_flight: int = 256,
         ack_timeout_s: float = 5.0, heartbeat_interval_s: float = 2.0,
         heartbeats: Callable[[], Sequence[Heartbeat]] | None = None,
-        on_ack: Callable[[str, float], None] | None = None,
+        on_ack: Callable[[str, float], None] | None = None, unreachable_warning_s: float = 10.0,
     ) -> None:
         for name, value in (("buffer_size", buffer_size), ("max_in_flight", max_in_flight),
-                            ("ack_timeout_s", ack_timeout_s), ("heartbeat_interval_s", heartbeat_interval_s)):
+                            ("ack_timeout_s", ack_timeout_s), ("heartbeat_interval_s", heartbeat_interval_s),
+                            ("unreachable_warning_s", unreachable_warning_s)):
             if not value > 0:
                 raise ValueError(f"Publisher: {name} must be > 0, got {value!r}")
         self._context, self._endpoint = context, endpoint
@@ -119,6 +128,10 @@ class Publisher:
         self._drops_unreported = 0
         self._last_drop_warning: float | None = None
         self._logged: set[str] = set()  # rejection statuses and bad-ack causes already logged
+        self._unreachable_warning_s = float(unreachable_warning_s)
+        self._last_ack = time.monotonic()
+        self._warned_unreachable = False
+        self._connected = threading.Event()
 
     # ------------------------------------------------------------------------------ public API
 
@@ -129,12 +142,13 @@ class Publisher:
                 raise RuntimeError("Publisher.start: the publisher is closed")
             if self._thread is not None:
                 raise RuntimeError("Publisher.start: already started")
-            dealer = self._open_socket()  # handed over to the thread: only the thread uses it from now on
+            dealer, monitor = self._open_socket()  # handed over to the thread: only it uses them from now on
             self._wake = socket.socketpair()
             for end in self._wake:
                 end.setblocking(False)
             name = f"publisher {self._endpoint}"
-            self._thread = threading.Thread(target=self._run, args=(dealer, self._wake[0]), name=name,
+            self._last_ack = time.monotonic()
+            self._thread = threading.Thread(target=self._run, args=(dealer, monitor, self._wake[0]), name=name,
                                             daemon=True)
             self._wake_thread()  # for what was published before start()
         self._thread.start()
@@ -162,6 +176,26 @@ class Publisher:
             self._ids.add(message.message_id)
             self._n["published"] += 1
             self._wake_thread()
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    @property
+    def connected(self) -> bool:
+        """True while a ZeroMQ connection to the matcher's socket is up (its handshake succeeded)."""
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout_s: float, stop: threading.Event | None = None) -> bool:
+        """Wait up to ``timeout_s`` for a connection to the matcher (returns at once when ``stop`` is set);
+        True when connected."""
+        deadline = time.monotonic() + timeout_s
+        while not self._connected.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                return False
+            self._connected.wait(min(WAIT_SLICE_S, remaining))
+        return True
 
     def stats(self) -> PublisherStats:
         """A consistent snapshot of the counters."""
@@ -255,41 +289,53 @@ class Publisher:
 
     # ------------------------------------------------------------------------------ the thread
 
-    def _open_socket(self) -> zmq.Socket:
+    def _open_socket(self) -> tuple[zmq.Socket, zmq.Socket]:
+        """The DEALER, connecting, and its monitor (attached first, so that no connection event is missed)."""
         dealer = self._context.socket(zmq.DEALER)
+        monitor = None
         try:
             options = {zmq.LINGER: 0, zmq.IMMEDIATE: 1, zmq.SNDHWM: self._max_in_flight + SNDHWM_HEADROOM,
                        zmq.RECONNECT_IVL: RECONNECT_IVL_MS, zmq.RECONNECT_IVL_MAX: RECONNECT_IVL_MAX_MS,
                        zmq.HEARTBEAT_IVL: ZMTP_HEARTBEAT_IVL, zmq.HEARTBEAT_TIMEOUT: ZMTP_HEARTBEAT_TIMEOUT}
             for option, value in options.items():
                 dealer.setsockopt(option, value)
+            monitor = dealer.get_monitor_socket(_MONITOR_EVENTS)
             dealer.connect(self._endpoint)
         except BaseException:
+            if monitor is not None:
+                monitor.close(linger=0)
             dealer.close(linger=0)
             raise
-        return dealer
+        return dealer, monitor
 
-    def _run(self, dealer: zmq.Socket, wake: socket.socket) -> None:
+    def _run(self, dealer: zmq.Socket, monitor: zmq.Socket, wake: socket.socket) -> None:
         linger = 0
         try:
-            self._loop(dealer, wake)
+            self._loop(dealer, monitor, wake)
             self._give_up("not acknowledged after the close() flush timeout")
             if self._send_heartbeats(dealer):
                 linger = CLOSE_LINGER_MS
         except Exception:
             logger.exception("publisher %s: the thread failed; nothing more is sent", self._endpoint)
         finally:
+            self._connected.clear()
+            with contextlib.suppress(zmq.ZMQError):
+                dealer.disable_monitor()
+            monitor.close(linger=0)
             dealer.close(linger=linger)
 
-    def _loop(self, dealer: zmq.Socket, wake: socket.socket) -> None:
+    def _loop(self, dealer: zmq.Socket, monitor: zmq.Socket, wake: socket.socket) -> None:
         poller = zmq.Poller()
         poller.register(dealer, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         poller.register(wake.fileno(), zmq.POLLIN)
         next_heartbeat = time.monotonic() + self._heartbeat_interval_s
         while True:
             events = dict(poller.poll(TICK_S * 1000))
             if wake.fileno() in events:
                 self._drain_wake(wake)
+            if monitor in events:
+                self._receive_events(monitor)
             if dealer in events:
                 self._receive_acks(dealer)
             now = time.monotonic()
@@ -300,8 +346,36 @@ class Publisher:
                 next_heartbeat = now + self._heartbeat_interval_s
             with self._lock:
                 self._report_drops(now)
+                self._report_unreachable(now)
                 if self._closing and (not self._ids or now >= self._flush_deadline):
                     return
+
+    def _receive_events(self, monitor: zmq.Socket) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
+            except zmq.Again:
+                return
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connected.set()
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._connected.clear()
+
+    def _report_unreachable(self, now: float) -> None:
+        """Warn once when messages have waited ``unreachable_warning_s`` and nothing was acknowledged meanwhile
+        (lock held)."""
+        if self._warned_unreachable:
+            return
+        oldest = next(iter(self._in_flight.values()), None) or (self._queue[0] if self._queue else None)
+        if oldest is None or now - max(self._last_ack, oldest.published_at) < self._unreachable_warning_s:
+            return
+        self._warned_unreachable = True
+        state = ("connected, but it acknowledges nothing: is it a keyreid-stream matcher?" if self.connected
+                 else "no connection: is it running, and listening on this address?")
+        logger.warning("publisher: the matcher at %s looks unreachable: nothing acknowledged for %.0f s while %d "
+                       "message(s) wait (%s); they stay buffered (up to %d, then the oldest are dropped) and are "
+                       "sent when it answers", self._endpoint, now - max(self._last_ack, oldest.published_at),
+                       len(self._queue) + len(self._in_flight), state, self._buffer_size)
 
     def _drain_wake(self, wake: socket.socket) -> None:
         with self._lock:
@@ -310,13 +384,15 @@ class Publisher:
                 while wake.recv(4096):
                     pass
 
-    @staticmethod
-    def _send(dealer: zmq.Socket, payload: bytes) -> bool:
-        """One frame without blocking; False when ZeroMQ cannot take it now (no matcher, or the HWM)."""
+    def _send(self, dealer: zmq.Socket, payload: bytes) -> bool:
+        """One frame without blocking; False when ZeroMQ cannot take it now (no matcher, or the HWM). A frame
+        taken means a completed connection (IMMEDIATE): that also tells :attr:`connected` for transports whose
+        monitor reports no handshake (inproc)."""
         try:
             dealer.send(payload, zmq.NOBLOCK)
         except zmq.Again:
             return False
+        self._connected.set()
         return True
 
     def _send_queued(self, dealer: zmq.Socket, now: float) -> None:
@@ -387,12 +463,16 @@ class Publisher:
             if item is None:  # a duplicate after a retransmission, or already dropped
                 return
             self._ids.discard(ack.message_id)
-            latency = time.monotonic() - item.published_at
+            self._last_ack = time.monotonic()
+            recovered, self._warned_unreachable = self._warned_unreachable, False
+            latency = self._last_ack - item.published_at
             if ack.ok:
                 self._n["acked"] += 1
                 self._latencies.append(latency)
             else:
                 self._n["rejected"] += 1
+        if recovered:
+            logger.info("publisher: the matcher at %s acknowledges again", self._endpoint)
         if not ack.ok:
             if self._log_once(f"status {ack.status}"):
                 logger.warning("publisher %s: the matcher rejected message %s with status %r; not retried "

@@ -137,11 +137,12 @@ def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, li
                         detect_batch=config.detector.batch_size, embed_batch_clips=embedding.batch_clips,
                         embed_max_wait_s=embedding.max_wait_s, embed_queue=embedding.queue,
                         flush_timeout_s=publish.flush_timeout_s, log_every_s=config.metrics.log_every_s,
-                        thumbnails=config.tracklets.thumbnails)
+                        thumbnails=config.tracklets.thumbnails, matcher_wait_s=publish.wait_for_matcher_s)
         worker.publisher = Publisher(context, publish.matcher, buffer_size=publish.buffer_size,
                                      max_in_flight=publish.max_in_flight, ack_timeout_s=publish.ack_timeout_s,
                                      heartbeat_interval_s=publish.heartbeat_s, heartbeats=worker.heartbeats,
-                                     on_ack=worker.on_ack).start()
+                                     on_ack=worker.on_ack,
+                                     unreachable_warning_s=publish.unreachable_warning_s).start()
     except BaseException:
         for camera in cameras:
             camera.source.close()

@@ -4,6 +4,7 @@ random weights) -> acknowledged ZeroMQ delivery to a ROUTER socket that the test
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -167,6 +168,74 @@ def test_matcher_started_late_receives_everything(scene: Scene, zmq_context: zmq
     worker.join(60)
     assert not worker.is_alive()
     assert len(receiver.messages) == 3 and outcome["report"].publisher.dropped == 0
+
+
+def _free_endpoint(zmq_context: zmq.Context) -> tuple[int, str]:
+    probe = zmq_context.socket(zmq.ROUTER)
+    port = probe.bind_to_random_port("tcp://127.0.0.1")
+    probe.close(linger=0)
+    return port, f"tcp://127.0.0.1:{port}"
+
+
+def test_a_file_waits_for_a_matcher_that_starts_late(scene: Scene, zmq_context: zmq.Context,
+                                                     start_matcher: Callable[[int | None], Matcher],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """With a short flush timeout, a file read before the matcher answers would end in drops: it waits instead
+    (publish.wait_for_matcher_s, 30 s by default). The matcher starts once the worker waits (or after 20 s, long
+    after a worker that does not wait has finished)."""
+    caplog.set_level(logging.INFO, logger="keyreid_stream.workers")
+    port, endpoint = _free_endpoint(zmq_context)
+    config = _config(scene, endpoint)
+    config = replace(config, publish=replace(config.publish, flush_timeout_s=0.5))
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(report=run_worker(config, context=zmq_context)))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any("waiting up to" in r.getMessage() for r in caplog.records):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    receiver = start_matcher(port)
+    worker.join(60)
+    assert not worker.is_alive()
+    stats = outcome["report"].publisher
+    assert (stats.acked, stats.dropped) == (3, 0) and len(receiver.messages) == 3
+
+
+def _worker_command(scene: Scene, endpoint: str, *overrides: str) -> list[str]:
+    return ["worker", "--camera-id", "cam1", "--source", str(scene.video), "--detections", str(scene.detections),
+            "--matcher", endpoint, "embedding.arch=keyreid_test", "embedding.device=cpu", "publish.heartbeat_s=0.2",
+            "tracklets.min_box_height=30", "tracklets.lost_after_s=0.5", "metrics.log_every_s=0", *overrides]
+
+
+def test_a_file_is_not_read_when_the_matcher_never_answers(scene: Scene, zmq_context: zmq.Context,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from keyreid_stream.cli import main
+
+    _, endpoint = _free_endpoint(zmq_context)
+    started = time.monotonic()
+    assert main(_worker_command(scene, endpoint, "publish.wait_for_matcher_s=1")) == 1
+    assert time.monotonic() - started < 30
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("keyreid-stream:")]
+    assert len(errors) == 1 and f"the matcher at {endpoint} did not answer within 1 s" in errors[0], errors
+    assert "nothing was read from cam1" in errors[0] and "worker ran" not in captured.out
+
+
+def test_lost_messages_end_with_exit_status_3(scene: Scene, zmq_context: zmq.Context,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Without the wait (publish.wait_for_matcher_s=0) and nothing listening: one warning that the matcher looks
+    unreachable, with its address; the tracklets are dropped at exit, and the exit status says so."""
+    from keyreid_stream.cli import main
+
+    _, endpoint = _free_endpoint(zmq_context)
+    status = main(_worker_command(scene, endpoint, "publish.wait_for_matcher_s=0", "publish.flush_timeout_s=2",
+                                  "publish.unreachable_warning_s=0.5"))
+    captured = capsys.readouterr()
+    assert status == 3, captured.err
+    unreachable = [line for line in captured.err.splitlines() if "looks unreachable" in line]
+    assert len(unreachable) == 1 and endpoint in unreachable[0], captured.err
+    assert "3 tracklet message(s) did not reach the matcher (3 dropped, 0 rejected): exit status 3" in captured.err
+    assert "0 acknowledged, 0 rejected, 3 dropped" in captured.out
 
 
 def test_sigterm_flushes_the_open_tracklets(tmp_path: Path, matcher: Matcher) -> None:

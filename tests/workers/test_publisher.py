@@ -322,3 +322,48 @@ def test_api_misuse(zmq_context: zmq.Context, endpoint: str) -> None:
         Publisher(zmq_context, "tcp://no-such-transport").start()
     with pytest.raises(ValueError):
         Publisher(zmq_context, endpoint, buffer_size=0)
+
+
+def test_unreachable_matcher_is_warned_once_with_its_address(publishers, receivers, endpoint, caplog) -> None:
+    """Nothing listening: one warning naming the address, no connection; then a matcher appears: connected,
+    everything acknowledged, one line that it answers again, and no second warning."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    publisher = publishers(unreachable_warning_s=0.5)
+    publish_all(publisher, 5)
+    assert not publisher.wait_connected(1.2) and not publisher.connected
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert f"the matcher at {endpoint} looks unreachable" in warnings[0] and "no connection" in warnings[0]
+    time.sleep(0.6)  # still nothing: still one warning
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    receivers()
+    assert publisher.wait_connected(5.0) and publisher.connected
+    wait_until(lambda: publisher.stats().acked == 5)
+    assert any("acknowledges again" in r.getMessage() for r in caplog.records)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_a_connected_peer_that_never_acknowledges_is_named(publishers, receivers, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    receivers(lambda message, copy: [])
+    publisher = publishers(unreachable_warning_s=0.5)
+    assert publisher.wait_connected(5.0)
+    publish_all(publisher, 3)
+    wait_until(lambda: any("looks unreachable" in r.getMessage() for r in caplog.records), 5.0)
+    [warning] = [r.getMessage() for r in caplog.records if "looks unreachable" in r.getMessage()]
+    assert "connected, but it acknowledges nothing" in warning
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc", "inproc"])
+def test_wait_connected_on_every_transport(zmq_context: zmq.Context, endpoint: str, tmp_path, transport: str) -> None:
+    """tcp and ipc report the handshake; inproc has none, and a heartbeat ZeroMQ takes tells instead."""
+    where = {"tcp": endpoint, "ipc": f"ipc://{tmp_path}/matcher.sock", "inproc": "inproc://matcher"}[transport]
+    router = zmq_context.socket(zmq.ROUTER)
+    router.bind(where)
+    publisher = Publisher(zmq_context, where, heartbeat_interval_s=0.1,
+                          heartbeats=lambda: [Heartbeat("cam-1", 0.0, 1, {})]).start()
+    try:
+        assert publisher.wait_connected(5.0) and publisher.connected
+    finally:
+        publisher.close(flush_timeout_s=0)
+        router.close(linger=0)
