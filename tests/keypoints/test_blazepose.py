@@ -186,3 +186,31 @@ def test_a_file_that_is_no_landmark_model_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"not a flatbuffer" * 64)
     with pytest.raises(PoseError, match="not a TFLite model"):
         BlazePose(str(path))
+
+
+def test_keypoints_extract_cli_with_blazepose(
+    tmp_path: Path, blazepose_model: Path, bus_photo_full: np.ndarray, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``keypoints extract --backend blazepose`` on a folder dataset of the two men's crops (dataset-sized,
+    128 x 64), then the same with a model name that is not installed: one error naming the fetch command."""
+    import cv2
+
+    from keyreid_stream.cli import main
+
+    for track, (x1, y1, x2, y2) in enumerate(FACING.astype(int)):
+        folder = tmp_path / "people" / f"man{track}"
+        folder.mkdir(parents=True)
+        for index in range(2):
+            crop = cv2.resize(bus_photo_full[y1:y2, x1:x2], (64, 128), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(folder / f"{index:03d}.jpg"), crop)
+    argv = ["keypoints", "extract", "--dataset", "folder", "--root", str(tmp_path / "people"), "--backend",
+            "blazepose", "--checkpoint", str(blazepose_model), "--out", str(tmp_path / "kp"), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "frames: 4" in out and "frames_no_person: 0" in out
+    monkeypatch.setenv("KEYREID_STREAM_CACHE", str(tmp_path / "empty-cache"))
+    argv[argv.index("--checkpoint") + 1] = "blazepose-lite"
+    argv[argv.index("--out") + 1] = str(tmp_path / "kp-lite")
+    assert main(argv) == 1
+    assert "keyreid-stream weights fetch blazepose-lite" in capsys.readouterr().err
