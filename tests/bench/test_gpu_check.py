@@ -36,7 +36,7 @@ def test_the_dry_run_runs_every_stage_and_writes_its_section(tmp_path: Path) -> 
     assert "2 bf16 steps" in rows["training"]
     model_rows = [line for line in text.splitlines() if line.startswith("| keyreid_test | cpu |")]
     assert [row.split("|")[3].strip() for row in model_rows] == ["fp32", "bf16"]
-    worker = next(line for line in text.splitlines() if line.startswith("| 2 | 50 |"))  # 2 cameras x 25 frames
+    worker = next(line for line in text.splitlines() if line.startswith("| 2 | 50 / 50 |"))  # 2 cameras x 25 frames
     tracklets = int(worker.split("|")[8])
     assert tracklets >= 2 * gpu_check.PEOPLE  # every camera's boxes were tracked, embedded and acknowledged
     for name in ("gpu-tests", "model-throughput", "training", "worker-2-cameras"):
