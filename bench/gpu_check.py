@@ -64,7 +64,7 @@ class Sizes:
     limits: dict[str, float]  # per stage name prefix, seconds
     model_args: tuple[str, ...]
     train_arch: str
-    train_image: tuple[int, int]
+    train_image: tuple[int, int]  # the model's input; the dataset is generated at half that size, then resized
     train_ids: int
     train_steps: int
     train_batch: tuple[int, int]  # ids per batch, tracklets per id
@@ -80,7 +80,7 @@ REAL = Sizes(
     limits={"gpu tests": 60, "model throughput": 110, "training": 80, "worker": 70},
     model_args=("--models", "keyreid_vit_base,vidtrans_vit_base", "--dtypes", "fp32,bf16",
                 "--batch-sizes", "1,32,64", "--seconds", "1.5"),
-    train_arch="keyreid_vit_base", train_image=(256, 128), train_ids=32, train_steps=20, train_batch=(8, 4),
+    train_arch="keyreid_vit_base", train_image=(256, 128), train_ids=160, train_steps=20, train_batch=(8, 4),
     cameras=(8, 32, 64), video_seconds=10.0, video_size=(640, 360), yolo_size=640, embed_arch="keyreid_vit_base",
 )
 DRY = Sizes(
@@ -89,7 +89,7 @@ DRY = Sizes(
     model_args=("--quick", "--models", "keyreid_vit_base", "--dtypes", "fp32,bf16", "--batch-sizes", "1",
                 "--seconds", "0.01", "--min-iters", "1", "--warmup", "1", "--peak-size", "256",
                 "--skip-reference"),
-    train_arch="keyreid_test", train_image=(64, 32), train_ids=4, train_steps=2, train_batch=(2, 2),
+    train_arch="keyreid_test", train_image=(64, 32), train_ids=8, train_steps=4, train_batch=(2, 2),
     cameras=(2,), video_seconds=1.0, video_size=(256, 160), yolo_size=128, embed_arch="keyreid_test",
 )
 
@@ -108,7 +108,10 @@ class StageResult:
 
 
 def run_training(sizes: Sizes, device: str, folder: Path) -> dict[str, Any]:
-    """bf16 training steps with the project's trainer on a generated synthetic dataset."""
+    """bf16 training steps with the project's trainer on a generated synthetic dataset. The rate comes from the
+    trainer's own log (``clips_per_second`` since the epoch started, after ``run.log_every`` steps): the model's
+    build and the first epoch's start are not in it."""
+    import csv
     import math
 
     import torch
@@ -121,7 +124,7 @@ def run_training(sizes: Sizes, device: str, folder: Path) -> dict[str, Any]:
     data = folder / "synthetic"
     write_synthetic_mars(data, SyntheticSpec(train_ids=sizes.train_ids, test_ids=2, distractor_tracklets=1,
                                              junk_tracklets=1, cameras=2, cameras_per_id=(2, 2), frames=(8, 8),
-                                             image_size=sizes.train_image))
+                                             image_size=(sizes.train_image[0] // 2, sizes.train_image[1] // 2)))
     height, width = sizes.train_image
     ids, per_id = sizes.train_batch
     overrides = [
@@ -130,6 +133,7 @@ def run_training(sizes: Sizes, device: str, folder: Path) -> dict[str, Any]:
         f"data.workers={min(4, os.cpu_count() or 1) if device == 'cuda' else 0}", f"sampler.ids_per_batch={ids}",
         f"sampler.tracklets_per_id={per_id}", "data.validation_ids=0.1", "optim.epochs=1000",
         "run.eval_every=1000", "run.progress=false", "run.tensorboard=false", "eval.reports=false",
+        f"run.log_every={max(1, sizes.train_steps // 4)}",
     ]
     config = load_config(TrainingConfig, ROOT / "configs" / "keyreid_synthetic.yaml", overrides)
     if device == "cuda":
@@ -140,10 +144,13 @@ def run_training(sizes: Sizes, device: str, folder: Path) -> dict[str, Any]:
     losses = summary.losses
     if len(losses) < sizes.train_steps or not all(math.isfinite(loss) for loss in losses):
         raise RuntimeError(f"expected {sizes.train_steps} finite losses, got {losses}")
-    clips = sizes.train_steps * ids * per_id
+    with (folder / "run" / "metrics.csv").open(encoding="utf-8") as metrics:
+        rates = [float(row["value"]) for row in csv.DictReader(metrics) if row["name"] == "clips_per_second"]
+    if not rates:
+        raise RuntimeError("the trainer logged no clips_per_second (an epoch shorter than run.log_every steps?)")
     return {
         "arch": sizes.train_arch, "image": f"{height}x{width}", "steps": len(losses), "batch_clips": ids * per_id,
-        "seconds": seconds, "clips_per_s": clips / seconds, "first_loss": losses[0], "last_loss": losses[-1],
+        "seconds": seconds, "clips_per_s": rates[-1], "first_loss": losses[0], "last_loss": losses[-1],
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
     }
 
@@ -362,7 +369,8 @@ def summarise(numbers: dict[str, Any]) -> str:
     if "steps" in numbers:
         peak = "" if numbers["peak_gib"] is None else f", peak {numbers['peak_gib']:.1f} GiB"
         return (f"{numbers['steps']} bf16 steps of {numbers['arch']} ({numbers['batch_clips']} clips of 4 frames, "
-                f"{numbers['image']}): {numbers['clips_per_s']:.1f} clips/s including start-up, loss "
+                f"{numbers['image']}) in {numbers['seconds']:.0f} s: {numbers['clips_per_s']:.1f} clips/s after "
+                f"start-up, loss "
                 f"{numbers['first_loss']:.3g} -> {numbers['last_loss']:.3g}{peak}")
     kept = "kept up" if numbers["kept_up"] else "fell behind"
     return (f"{numbers['cameras']} x {CAMERA_FPS:g} fps for {numbers['video_seconds']:g} s: {kept}, "

@@ -33,7 +33,7 @@ def test_the_dry_run_runs_every_stage_and_writes_its_section(tmp_path: Path) -> 
     for stage in ("gpu tests", "model throughput", "training", "worker 2 cameras"):
         assert "| ok |" in rows[stage], rows
     assert "skipped" in rows["gpu tests"]  # no CUDA device here: the gpu tests are collected, then skipped
-    assert "2 bf16 steps" in rows["training"]
+    assert "4 bf16 steps" in rows["training"]
     model_rows = [line for line in text.splitlines() if line.startswith("| keyreid_test | cpu |")]
     assert [row.split("|")[3].strip() for row in model_rows] == ["fp32", "bf16"]
     worker = next(line for line in text.splitlines() if line.startswith("| 2 | 50 / 50 |"))  # 2 cameras x 25 frames
