@@ -98,7 +98,10 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 class BlazePose(PoseBackend):
-    """MediaPipe's BlazePose landmark model through LiteRT, one person per box or crop; see the module docstring."""
+    """MediaPipe's BlazePose landmark model through LiteRT, one person per box or crop; see the module docstring.
+
+    One interpreter, one crop at a time (batching gains nothing on a CPU): use an instance from one thread.
+    """
 
     name = "blazepose"
 

@@ -8,6 +8,7 @@ full size (810 x 1080): two men facing the camera, and a walker cut by the right
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ TORSO = [5, 6, 11, 12]
 
 
 @pytest.fixture(scope="module")
-def blazepose(blazepose_model: Path) -> BlazePose:
+def blazepose(blazepose_model: Path) -> Iterator[BlazePose]:
     backend = BlazePose(str(blazepose_model))
     yield backend
     backend.close()
@@ -116,7 +117,9 @@ def _noise(height: int, width: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("make", [_black, _grey, _noise])
-def test_an_empty_crop_has_confidence_near_zero(blazepose: BlazePose, blazepose_model: Path, make) -> None:
+def test_an_empty_crop_has_confidence_near_zero(
+    blazepose: BlazePose, blazepose_model: Path, make: Callable[[int, int], np.ndarray]
+) -> None:
     crop = make(200, 100)
     assert (blazepose.estimate_crops([crop]) == 0).all()  # the pose presence is below MediaPipe's 0.5
     assert blazepose.detect([crop])[0].keypoints.shape == (0, NUM_KEYPOINTS, 3)
