@@ -2,7 +2,7 @@
 
     python bench/model_throughput.py [--models keyreid_vit_base,vidtrans_vit_base] [--device auto|cpu|cuda]
         [--dtypes fp32,bf16] [--batch-sizes 1,4,16] [--seconds 3] [--threads N] [--skip-reference]
-        [--quick] [--write docs/benchmarks.md]
+        [--quick] [--peak-size N] [--write docs/benchmarks.md]
 
 A clip is T=4 frames of 256x128. "Reference" is tests/model/authors_reference.py, a plain re-implementation
 of the authors' forward (explicit softmax attention, every token through the last blocks, one call per part),
@@ -142,18 +142,21 @@ def measured_peak(device: torch.device, dtype: torch.dtype, size: int, repeats: 
     return 2 * size**3 / min(seconds_per_call([lambda: a @ b], device, 0.0, 1, 1)[0] for _ in range(repeats))
 
 
-def peak(device: torch.device, dtype: str) -> tuple[float, str]:
-    """(FLOP/s, where it comes from) for achieved-fraction-of-peak."""
+def peak(device: torch.device, dtype: str, size: int | None = None) -> tuple[float, str]:
+    """(FLOP/s, where it comes from) for achieved-fraction-of-peak; ``size``: the measured matmuls' size (default
+    8192 on CUDA, 2048 on a CPU)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, fp32, bf16 in NOMINAL_PEAKS:
             if key in name:
                 value = fp32 if dtype == "fp32" else bf16
                 return value, f"{name} {dtype}: nominal dense peak {value / 1e12:g} TFLOP/s"
-        value = measured_peak(device, DTYPES[dtype], 8192)
-        return value, f"{name} {dtype}: measured, best 8192^3 matmul, {value / 1e12:.1f} TFLOP/s"
-    value = measured_peak(device, DTYPES[dtype], 2048)
-    return value, (f"CPU {dtype}: measured in this run, best of 2048^3 matmuls (10 before and 10 after the "
+        size = size or 8192
+        value = measured_peak(device, DTYPES[dtype], size)
+        return value, f"{name} {dtype}: measured, best {size}^3 matmul, {value / 1e12:.1f} TFLOP/s"
+    size = size or 2048
+    value = measured_peak(device, DTYPES[dtype], size)
+    return value, (f"CPU {dtype}: measured in this run, best of {size}^3 matmuls (10 before and 10 after the "
                    f"models), {value / 1e9:.0f} GFLOP/s")
 
 
@@ -227,6 +230,8 @@ def parse_args() -> argparse.Namespace:
     add("--threads", type=int, default=None, help="torch.set_num_threads")
     add("--skip-reference", action="store_true", help="time ours only (the output check still runs)")
     add("--quick", action="store_true", help="tiny test models, 1 s per cell (a smoke run)")
+    add("--peak-size", type=int, default=None,
+        help="size of the square matmuls that measure the peak (default 2048 on CPU, 8192 on CUDA)")
     add("--write", type=Path, default=None, help="update this markdown file")
     args = parser.parse_args()
     cuda = resolve_device_defaults(args)
@@ -289,11 +294,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    before = {dtype: peak(device, dtype) for dtype in args.dtypes}
+    before = {dtype: peak(device, dtype, args.peak_size) for dtype in args.dtypes}
     print(table([]), flush=True)
     peaks = {dtype: value for dtype, (value, _) in before.items()}
     rows = [row for arch in args.models for row in bench_model(arch, device, args, peaks)]
-    found = {dtype: max(before[dtype], peak(device, dtype)) for dtype in args.dtypes}  # busy spells lower it
+    found = {dtype: max(before[dtype], peak(device, dtype, args.peak_size)) for dtype in args.dtypes}  # busy spells lower it
     rows = [dataclasses.replace(row, peak=found[row.dtype][0]) for row in rows]
     notes = [note for _, note in found.values()]
     elapsed = time.perf_counter() - started

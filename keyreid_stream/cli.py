@@ -347,11 +347,12 @@ def _add_keypoints_commands(commands: argparse._SubParsersAction) -> None:
                     "17 keypoints per frame. Interrupted runs resume where they stopped.")
     extract.add_argument("--dataset", required=True, choices=("mars", "ilidsvid", "prid", "folder"))
     extract.add_argument("--root", required=True, type=Path, help="the dataset folder")
-    extract.add_argument("--backend", required=True, choices=("pifpaf", "yolo-pose", "prior"))
+    extract.add_argument("--backend", required=True, choices=("pifpaf", "yolo-pose", "blazepose", "prior"))
     extract.add_argument("--out", type=Path, default=None, help="store folder (default: ROOT/keypoints-BACKEND)")
     extract.add_argument("--checkpoint", default=None,
                          help="pifpaf: checkpoint name, .safetensors or .pkl (default shufflenetv2k16); "
-                              "yolo-pose: model name or file (default yolo11n-pose.pt)")
+                              "yolo-pose: model name or file (default yolo11n-pose.pt); "
+                              "blazepose: blazepose-lite/full/heavy or a .tflite file (default blazepose-full)")
     extract.add_argument("--random-weights", action="store_true",
                          help="the backend's architecture with random weights (offline smoke runs, not for use)")
     extract.add_argument("--allow-pickle", action="store_true",
@@ -380,6 +381,13 @@ def _add_keypoints_commands(commands: argparse._SubParsersAction) -> None:
 def _backend_options(args: argparse.Namespace) -> dict[str, object]:
     if args.backend == "prior":
         return {}
+    if args.backend == "blazepose":  # LiteRT on the CPU, one crop at a time; no random-weights variant
+        if args.random_weights:
+            from keyreid_stream.keypoints.pose import PoseError
+
+            raise PoseError("blazepose has no random-weights variant: fetch its model (keyreid-stream weights "
+                             "fetch blazepose-full) or use --backend prior")
+        return {"model": args.checkpoint or "blazepose-full", "batch_size": args.batch_size}
     options: dict[str, object] = {"device": args.device, "batch_size": args.batch_size}
     if args.backend == "pifpaf":
         if args.random_weights:

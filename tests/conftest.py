@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.redis)
         if names & {"zmq_context", "zmq_push_pull"}:
             item.add_marker(pytest.mark.zmq)
+
+
+@pytest.fixture(scope="session")
+def blazepose_model() -> Path:
+    """The BlazePose full landmark model in the weights cache. Tests download nothing: a machine without it skips
+    (CI, where ``keyreid-stream weights fetch blazepose-full`` runs before the tests, fails instead)."""
+    from keyreid_stream.keypoints.blazepose import resolve_model
+    from keyreid_stream.keypoints.pose import PoseError
+
+    try:
+        return resolve_model("blazepose-full")
+    except PoseError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must install the BlazePose model before the tests: {exc}")
+        pytest.skip(str(exc))
 
 
 def _cuda_available() -> bool:

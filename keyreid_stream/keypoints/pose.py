@@ -11,8 +11,8 @@ interface every estimator implements, so the stream, the dataset extractor and t
   model available, KPS then weights fixed body regions instead of failing.
 
 Images are ``(H, W, 3)`` uint8 BGR arrays (OpenCV's order). A missing joint is ``(0, 0, 0)``: confidence 0
-means unknown, and the heatmap renderer skips it. The pose models live in :mod:`.pifpaf` and :mod:`.yolo_pose`;
-:func:`create_backend` builds any of them by name.
+means unknown, and the heatmap renderer skips it. The pose models live in :mod:`.pifpaf`, :mod:`.yolo_pose` and
+:mod:`.blazepose` (offline, one person per box); :func:`create_backend` builds any of them by name.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKENDS: tuple[str, ...] = ("pifpaf", "yolo-pose", "prior")
+BACKENDS: tuple[str, ...] = ("pifpaf", "yolo-pose", "blazepose", "prior")
 
 # Average upright pedestrian, facing the camera, as fractions (x of the box width, y of its height); COCO order.
 # The person's left side is on the image's right.
@@ -212,7 +212,7 @@ class PriorPose(PoseBackend):
 
 
 def create_backend(name: str, **options: Any) -> PoseBackend:
-    """A pose backend by name (``pifpaf``, ``yolo-pose``, ``prior``) with its keyword options."""
+    """A pose backend by name (``pifpaf``, ``yolo-pose``, ``blazepose``, ``prior``) with its keyword options."""
     if name == "prior":
         return PriorPose(**options)
     if name == "pifpaf":
@@ -223,6 +223,10 @@ def create_backend(name: str, **options: Any) -> PoseBackend:
         from keyreid_stream.keypoints.yolo_pose import YoloPose
 
         return YoloPose(**options)
+    if name == "blazepose":
+        from keyreid_stream.keypoints.blazepose import BlazePose
+
+        return BlazePose(**options)
     close = difflib.get_close_matches(name, BACKENDS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise PoseError(f"unknown pose backend {name!r}{hint}; known: {', '.join(BACKENDS)}")

@@ -94,9 +94,10 @@ class TrackerConfig:
 @dataclass(frozen=True)
 class PoseConfig:
     """Keypoints per tracked person. ``auto``: from the detector when it gives them (``yolo-pose``), otherwise
-    the ``prior`` layout. ``pifpaf`` and ``yolo-pose`` run on the person crops; ``options`` go to the backend."""
+    the ``prior`` layout. ``pifpaf``, ``yolo-pose`` and ``blazepose`` (offline: ``options: {model: blazepose-full}``)
+    run on the person boxes; ``options`` go to the backend."""
 
-    backend: Literal["auto", "prior", "pifpaf", "yolo-pose"] = "auto"
+    backend: Literal["auto", "prior", "pifpaf", "yolo-pose", "blazepose"] = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -135,7 +135,8 @@ def test_batches_are_split_by_batch_size() -> None:
 
 
 @pytest.mark.parametrize(("name", "message"), [
-    ("yolopose", "did you mean 'yolo-pose'"), ("openpose", "known: pifpaf, yolo-pose, prior"),
+    ("yolopose", "did you mean 'yolo-pose'"), ("openpose", "known: pifpaf, yolo-pose, blazepose, prior"),
+    ("blaze-pose", "did you mean 'blazepose'"),
 ])
 def test_unknown_backend_names_are_explained(name: str, message: str) -> None:
     with pytest.raises(PoseError, match=message):
