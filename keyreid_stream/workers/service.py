@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import zmq
 
+from keyreid_stream.contracts import TRACK_ID_SPAN
 from keyreid_stream.workers.config import CameraConfig, WorkerConfig
 from keyreid_stream.workers.embedder import TrackletEmbedder, load_embedding_model
 from keyreid_stream.workers.pipeline import CameraRuntime, Worker, WorkerReport
@@ -27,7 +28,6 @@ __all__ = ["build_worker", "run_worker", "track_id_base"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0
-TRACK_ID_SPAN = 1_000_000
 
 
 def track_id_base(now: float | None = None) -> int:
