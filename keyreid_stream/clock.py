@@ -53,7 +53,7 @@ def clock_of(seconds: float) -> Clock:
 def _media(seconds: float, decimals: int) -> str:
     sign = "-" if seconds < 0 else ""
     scale = 10 ** decimals
-    total = round(abs(seconds) * scale)
+    total = math.floor(abs(seconds) * scale + 0.5)  # half up, as the browser's Math.round
     hours, rest = divmod(total, 3600 * scale)
     minutes, rest = divmod(rest, 60 * scale)
     whole, fraction = divmod(rest, scale)

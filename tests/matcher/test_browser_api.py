@@ -133,7 +133,9 @@ def test_root_redirects_to_the_browser(http: httpx.Client) -> None:
 @pytest.mark.parametrize(("path", "media", "needle"), [
     ("/browser/", "text/html", 'src="browser.js"'),
     ("/browser/index.html", "text/html", 'href="browser.css"'),
-    ("/browser/browser.js", "javascript", "tracklets/${encodeURIComponent(tid)}/similar"),
+    ("/browser/browser.js", "javascript", 'from "./list.js"'),
+    ("/browser/search.js", "javascript", "tracklets/${encodeURIComponent(tid)}/similar"),
+    ("/browser/list.js", "javascript", 'request("identities/count"'),
     ("/browser/common.js", "javascript", "Authorization = `Bearer ${secret}`"),
     ("/browser/browser.css", "text/css", ".search-hit"),
 ])
