@@ -8,6 +8,7 @@ import { thumb } from "./search.js";
 
 export const PAGE_SIZES = [24, 48, 96, 200];
 const DEFAULT_PER = 48;
+const MAX_CARD_THUMBS = 3; // per card; the identity's page shows them all
 const RANGES = [["", "any time"], ["900", "last 15 minutes"], ["3600", "last hour"], ["86400", "last 24 hours"],
   ["custom", "from \u2026 to \u2026"]];
 
@@ -185,22 +186,26 @@ const capitalised = (text) => (text ? `${text[0].toUpperCase()}${text.slice(1)}.
 
 function card(row) {
   const cross = row.cameras.length > 1;
-  const thumbs = el("div", { class: "thumbs" });
-  for (const camera of row.cameras) {
+  const thumbs = el("div", { class: `thumbs${row.cameras.length > 2 ? " many" : ""}` });
+  for (const camera of row.cameras.slice(0, MAX_CARD_THUMBS)) {
     const tid = row.thumbnails[camera];
     thumbs.append(tid ? thumb(tid, camera, camera, { label: `${row.identity_id} on ${camera}` })
       : el("figure", { class: "thumb missing", "data-camera": camera, title: `no thumbnail from ${camera}` },
         el("div", { class: "no-image", text: "no image" }), el("figcaption", { text: camera })));
   }
-  const span = row.first_seen === null ? when(row.last_seen)
-    : `${when(row.first_seen)} \u00b7 ${duration(row.last_seen - row.first_seen)}`;
-  const range = row.first_seen === null ? "" : `seen ${when(row.first_seen)} to ${when(row.last_seen)}`;
+  if (row.cameras.length > MAX_CARD_THUMBS) {
+    thumbs.append(el("span", { class: "more-cameras", text: `+${row.cameras.length - MAX_CARD_THUMBS}` }));
+  }
+  const first = row.first_seen === null ? row.last_seen : row.first_seen;
+  const range = `seen ${when(first)} to ${when(row.last_seen)}, on ${row.cameras.join(", ")}`
+    + `${row.cameras_complete ? "" : " (from its recent tracklets)"}`;
   const cameras = `${plural(row.cameras.length, "camera")}${row.cameras_complete ? "" : " or more"}`;
   return el("li", { class: `identity card${cross ? " cross-camera" : ""}`, "data-identity": row.identity_id },
     el("div", { class: "card-head" },
       el("a", { class: "identity-link", href: identityHash(row.identity_id), text: row.identity_id }),
       cross ? el("span", { class: "badge", text: `${row.cameras.length} cams` }) : null),
     thumbs,
-    el("div", { class: "time-span", title: range, text: span }),
-    el("div", { class: "counts", text: `${plural(row.num_tracklets, "tracklet")} \u00b7 ${cameras}` }));
+    el("div", { class: "time-span", title: range, text: when(first) }),
+    el("div", { class: "counts", title: `${plural(row.num_tracklets, "tracklet")} on ${cameras}`,
+      text: `${plural(row.num_tracklets, "tracklet")} \u00b7 ${duration(row.last_seen - first)}` }));
 }
