@@ -49,19 +49,20 @@ def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, h
     zset = keys.camera_tracklets(camera) if camera is not None else keys.by_end
     seen: set[str] = set()
     while read < budget:
-        rows = client.zrevrangebyscore(zset, high, low, start=read, num=_SCAN_PAGE, withscores=True)
-        if not rows:
-            return True
+        wanted = min(_SCAN_PAGE, budget - read)
+        rows = client.zrevrangebyscore(zset, high, low, start=read, num=wanted, withscores=True)
         pipe = client.pipeline(transaction=False)
         for tracklet_id, _ in rows:
             pipe.hget(keys.tracklet(_text(tracklet_id)), "identity")
-        for (_, end), gid in zip(rows, pipe.execute()):
+        for (_, end), gid in zip(rows, pipe.execute() if rows else []):
             gid = _text(gid)
             if gid and gid not in seen:
                 seen.add(gid)
                 if len(seen) > skip:
                     yield gid, float(end)
         read += len(rows)
+        if len(rows) < wanted:
+            return True
     return False
 
 
