@@ -339,5 +339,5 @@ def _write_report(client: QueryClient, path: Path, result: DemoResult) -> DemoRe
     notes = [f"cameras: {camera.camera_id}: {camera.description}" for camera in result.cameras]
     notes += list(result.models.lines)
     write_report(client, path, title="keyreid-stream demo: identities across cameras", notes=notes,
-                 link_check=result.link_quality, link_check_note=f"against the views' geometry: {METHOD}")
+                 link_check=result.link_quality, link_check_note=f"Checked against the views' geometry: {METHOD}.")
     return replace(result, report_path=path)

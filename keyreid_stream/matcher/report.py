@@ -194,11 +194,11 @@ def _identity(view: Mapping[str, Any], images: Mapping[str, str], per_camera: in
 def _check(check: LinkCheck | None, note: str) -> str:
     if check is None:
         return ""
-    how = f" ({_e(note)})" if note else ""
-    return (f'<div class="check" id="link-check"><h2>Links checked{how}</h2><p>{check.correct_pairs} of '
+    how = f'<p class="muted">{_e(note)}</p>' if note else ""
+    return (f'<div class="check" id="link-check"><h2>Links checked</h2><p>{check.correct_pairs} of '
             f'{check.predicted_pairs} linked track pairs are right: <strong>precision {check.precision:.2f}'
             f'</strong>; {check.correct_pairs} of the {check.true_pairs} true pairs were found: <strong>recall '
-            f'{check.recall:.2f}</strong>.</p></div>')
+            f'{check.recall:.2f}</strong>.</p>{how}</div>')
 
 
 def _cross_summary(views: Sequence[Mapping[str, Any]]) -> str:
