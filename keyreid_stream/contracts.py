@@ -234,7 +234,8 @@ class _FrozenMapping(Mapping[str, int]):
 
 @dataclass(frozen=True, eq=False)
 class Frame(_Contract):
-    """One decoded camera image: ``image`` is (H, W, 3) uint8 BGR; ``timestamp`` in seconds (keyreid_stream.clock)."""
+    """One decoded camera image: ``image`` is (H, W, 3) uint8 BGR; ``timestamp`` in seconds (see
+    :mod:`keyreid_stream.clock`)."""
 
     camera_id: str
     index: int

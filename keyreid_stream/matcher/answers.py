@@ -43,8 +43,9 @@ class Health:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The association's cosine-similarity thresholds, comparable with search scores: a tracklet joins an identity
-    it scores ``link`` or more with, identities scoring ``merge`` are merged, a track below ``split`` is split off."""
+    """The association's cosine-similarity thresholds, comparable with search scores: a tracklet joins an
+    identity it scores ``link`` or more with, identities scoring ``merge`` are merged, a track below ``split`` is
+    split off."""
 
     link: float
     merge: float

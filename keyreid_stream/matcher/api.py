@@ -81,8 +81,8 @@ DESCRIPTION = (
     "Identities, tracklets, appearance links and statistics of a keyreid-stream matcher, and search by descriptor "
     "or person crop. Times are seconds: unix seconds (UTC wall clock) for live cameras, files read in real time "
     "and every time the matcher records (ingest, decisions, heartbeats); media time (seconds from the start of "
-    "the recording, below 1e9) for files read faster than real time. Errors are JSON `{\"error\": code, \"detail\": message}`: 400 "
-    "bad_request (every invalid input, validation errors included), 401 unauthorized, 404 not_found, 413 "
+    "the recording, below 1e9) for files read faster than real time. Errors are JSON "
+    "`{\"error\": code, \"detail\": message}`: 400 bad_request (every invalid input, validation errors included), 401 unauthorized, 404 not_found, 413 "
     "payload_too_large, 415 unsupported_media_type, 501 not_implemented, 503 redis_unavailable, 500 internal_error."
 )
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

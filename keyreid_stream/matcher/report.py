@@ -186,8 +186,8 @@ def _identity(view: Mapping[str, Any], images: Mapping[str, str], per_camera: in
     cross = len(groups) > 1
     badge = f'<span class="badge">{len(groups)} cameras</span>' if cross else ""
     return (f'<section class="identity{" cross-camera" if cross else ""}" id="identity-{_e(gid)}" '
-            f'data-identity="{_e(gid)}"><h2>Identity {_e(gid)}{badge}</h2><p class="muted">{span}; {count}{shown} on '
-            f'{_e(", ".join(groups))}</p><div class="cameras">{"".join(cameras)}</div>'
+            f'data-identity="{_e(gid)}"><h2>Identity {_e(gid)}{badge}</h2><p class="muted">{span}; {count}{shown} '
+            f'on {_e(", ".join(groups))}</p><div class="cameras">{"".join(cameras)}</div>'
             f'{_timeline(view, groups)}{_log(view)}</section>')
 
 

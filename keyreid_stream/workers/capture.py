@@ -4,12 +4,12 @@ captures (webcams, network streams) that reconnect with backoff. Open them with
 :mod:`~keyreid_stream.workers.sources`.
 
 Files and folders: ``timestamp = start_time + index / fps`` (see :mod:`keyreid_stream.clock`). Without
-``pace`` and without an explicit ``start_time`` that is media time, seconds from the start of the file (0): read
-faster than real time, the frames never carry moments still to come. ``pace`` sleeps until ``t0 + index / fps`` on
-the monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the first frame is
-read, so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts at the end with the
-index counting on. A file frame that does not decode is skipped (up to :data:`MAX_DECODE_SKIP` in a row before the file
-counts as ended) and counted.
+``pace`` and without an explicit ``start_time`` that is media time, seconds from the start of the file (0):
+read faster than real time, the frames never carry moments still to come. ``pace`` sleeps until ``t0 + index /
+fps`` on the monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the
+first frame is read, so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts
+at the end with the index counting on. A file frame that does not decode is skipped (up to
+:data:`MAX_DECODE_SKIP` in a row before the file counts as ended) and counted.
 
 Live captures: network streams open with the FFmpeg backend and its open and read timeouts, webcams by index
 with any backend. A read that fails, times out or hits the end of the stream means the stream is *lost*: the

@@ -25,7 +25,8 @@ class CameraConfig:
     the re-ID model's camera embedding (0 when the model has none). ``start_time``: files and folders only, the
     time of their first frame: by default 0 (media time, seconds from the start of the file), or with ``pace``
     the wall clock when the first frame is read; give the recording's real start (unix seconds) to put it on the
-    wall clock, the same value for recordings of one moment (see :mod:`keyreid_stream.clock`). ``max_frames``: stop after that many frames (after ``stride``)."""
+    wall clock, the same value for recordings of one moment (see :mod:`keyreid_stream.clock`). ``max_frames``:
+    stop after that many frames (after ``stride``)."""
 
     id: str
     source: str

@@ -329,7 +329,8 @@ def test_time_range_filter(driver, matcher_url: str) -> None:
     assert css(driver, "#identity-count")[0].text == "0 identities"
 
 
-def test_live_refresh_shows_new_identities_without_redrawing_the_filters(driver, private, serve) -> None:  # noqa: ANN001
+def test_live_refresh_shows_new_identities_without_redrawing_the_filters(driver, private,  # noqa: ANN001
+                                                                         serve) -> None:
     import numpy as np
 
     from keyreid_stream.contracts import TrackletMessage
@@ -345,7 +346,8 @@ def test_live_refresh_shows_new_identities_without_redrawing_the_filters(driver,
                           "document.getElementById('camera-filter').focus();")
     first = int(wait(driver, lambda d: css(d, "#updated")[0].get_attribute("data-updated"), "a first update"))
     wait(driver, lambda d: int(css(d, "#updated")[0].get_attribute("data-updated")) > first, "a refresh")
-    assert css(driver, "#updated")[0].text.startswith("updated ") and css(driver, "#updated")[0].text.endswith(" UTC")
+    updated = css(driver, "#updated")[0].text
+    assert updated.startswith("updated ") and updated.endswith(" UTC")
 
     message = TrackletMessage("cam-b", 99, 1_700_000_500.0, 1_700_000_510.0, 12, np.ones(16, np.float32),
                               "testnet", "1")
@@ -389,7 +391,8 @@ def test_the_page_and_python_follow_one_clock_rule(driver, matcher_url: str) -> 
     assert page["track"] == f"cam1 #{short_track_id(1733340000000012)}" == "cam1 #12"
 
 
-def test_media_time_is_shown_as_media_time_and_decisions_on_the_wall_clock(driver, media, serve) -> None:  # noqa: ANN001
+def test_media_time_is_shown_as_media_time_and_decisions_on_the_wall_clock(driver, media,  # noqa: ANN001
+                                                                           serve) -> None:
     """Tracklets of files read faster than real time (media time) beside decisions taken on the matcher's clock:
     each says which clock it is on, so 'decided' is never before 'first seen' on one clock."""
     from keyreid_stream.matcher.queries import MatcherQueries

@@ -3,7 +3,7 @@
 // "#/identity/g42". The data on screen refreshes by itself every few seconds ("live", "&refresh=S" in the hash)
 // and is redrawn only when it changed. Helpers and the API client are in common.js, look-alikes in search.js.
 import {
-  $, TOKEN_KEY, checkHealth, clockNote, duration, el, message, plural, request, short, showError, svg,
+  $, TOKEN_KEY, checkHealth, clockNote, duration, el, message, plural, request, short, shortTrack, showError, svg,
   thumbnails, trackLabel, updateTokenButton, when,
 } from "./common.js";
 import { fetchList, renderList, updateList } from "./list.js";
@@ -73,7 +73,8 @@ function cameraGroups(byCamera) {
     const thumbs = el("div", { class: "thumbs" });
     for (const t of tracklets) {
       const label = trackLabel(camera, t.track_id);
-      thumbs.append(thumb(t.tracklet_id, camera, `${label.slice(camera.length + 1)} \u00b7 ${when(t.start_time, true)}`,
+      const caption = `${shortTrack(t.track_id)} \u00b7 ${when(t.start_time, true)}`;
+      thumbs.append(thumb(t.tracklet_id, camera, caption,
         { hasImage: t.has_thumbnail, label, title: `${label} (track ${t.track_id}), ${when(t.start_time)}` }));
     }
     box.append(el("section", { class: "camera-group", "data-camera": camera },
@@ -165,7 +166,7 @@ function trackletTable(tracklets, name) {
     body.append(el("tr", { class: "tracklet-row", "data-tracklet": t.tracklet_id },
       el("td", { class: "tid", title: t.tracklet_id, text: short(t.tracklet_id) }),
       el("td", { text: t.camera_id }),
-      el("td", { title: `track ${t.track_id}`, text: trackLabel(t.camera_id, t.track_id).slice(t.camera_id.length + 1) }),
+      el("td", { title: `track ${t.track_id}`, text: shortTrack(t.track_id) }),
       el("td", { text: `${when(t.start_time)} (${duration(t.end_time - t.start_time)})` }),
       el("td", { text: t.decision_kind || "not decided" }),
       el("td", { class: "score", text: scoreText(t.decision_score) }),
@@ -190,7 +191,8 @@ async function loadDecision(details, tid) {
       return;
     }
     for (const c of decision.candidates) {
-      list.append(el("li", { class: "candidate", text: `${c.identity} ${scoreText(c.score)} via ${short(c.tracklet_id)}` }));
+      const text = `${c.identity} ${scoreText(c.score)} via ${short(c.tracklet_id)}`;
+      list.append(el("li", { class: "candidate", text }));
     }
     for (const r of decision.rejected) {
       list.append(el("li", { class: "rejected", text: `${r.identity} excluded: ${r.reason}` }));
@@ -214,7 +216,8 @@ function markUpdated() {
   const now = Date.now();
   const stamp = $("updated");
   stamp.textContent = `updated ${when(now / 1000, true)} UTC`;
-  stamp.title = `data read from the matcher at ${when(now / 1000)}; refreshed every ${refreshSeconds()} s while live`;
+  stamp.title = `data read from the matcher at ${when(now / 1000)}; `
+    + `refreshed every ${refreshSeconds()} s while live`;
   stamp.dataset.updated = String(now);
 }
 

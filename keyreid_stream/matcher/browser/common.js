@@ -92,8 +92,9 @@ export function parseTime(text) {
   throw new Error(`"${text}" is not a time: write 2026-12-04 20:30 (UTC), 0:01:20 (media time) or seconds`);
 }
 
-// "cam1 #12": the camera and the worker's own count in the track id (the full id goes in a title)
-export const trackLabel = (camera, trackId) => `${camera} #${Number(trackId) % TRACK_ID_SPAN}`;
+// "#12" and "cam1 #12": the worker's own count in the track id (the full id goes in a title)
+export const shortTrack = (trackId) => `#${Number(trackId) % TRACK_ID_SPAN}`;
+export const trackLabel = (camera, trackId) => `${camera} ${shortTrack(trackId)}`;
 
 export function duration(seconds) {
   if (!(seconds >= 0)) return "";

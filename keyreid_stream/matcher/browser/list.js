@@ -102,7 +102,9 @@ function filters(state, cameras) {
   const apply = el("button", { id: "apply-range", type: "submit", text: "Apply" });
   const per = el("select", { id: "page-size" },
     ...PAGE_SIZES.map((n) => el("option", { value: String(n), text: String(n) })));
-  if (!PAGE_SIZES.includes(state.per)) per.append(el("option", { value: String(state.per), text: String(state.per) }));
+  if (!PAGE_SIZES.includes(state.per)) {
+    per.append(el("option", { value: String(state.per), text: String(state.per) }));
+  }
   per.value = String(state.per);
   const customBox = el("span", { id: "custom-range", hidden: range.value !== "custom" },
     el("label", {}, "from ", from), el("label", {}, " to ", to), " ", apply);
@@ -132,7 +134,9 @@ function filters(state, cameras) {
     try {
       const since = parseTime(from.value);
       const until = parseTime(to.value);
-      if (since !== null && until !== null && since > until) throw new Error("\u201cfrom\u201d is after \u201cto\u201d");
+      if (since !== null && until !== null && since > until) {
+        throw new Error("\u201cfrom\u201d is after \u201cto\u201d");
+      }
       error.textContent = "";
       go({ last: null, since, until });
     } catch (problem) {
@@ -176,7 +180,8 @@ export function updateList(state, { count, rows }) {
   $("clock-note").textContent = capitalised(clockNote(rows.flatMap((r) => [r.first_seen, r.last_seen])));
   const list = $("identity-list");
   if (rows.length === 0) {
-    list.replaceChildren(el("li", { class: "empty", id: "no-identities", text: "No identity matches these filters." }));
+    list.replaceChildren(el("li", { class: "empty", id: "no-identities",
+      text: "No identity matches these filters." }));
     return;
   }
   list.replaceChildren(...rows.map(card));
