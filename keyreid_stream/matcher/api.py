@@ -288,7 +288,8 @@ def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> Non
     @router.get("/identities/count", response_model=IdentityCount, summary="How many identities match a filter",
                 description="The number of identities `GET /identities` lists with the same filters over all its "
                             "pages. `exact` is false when counting stopped at its budget (100 x api.max_results "
-                            "candidates): `total` is then a lower bound; a time range narrows it.")
+                            "candidates, 10 x with min_cameras above 1): `total` is then a lower bound; a time "
+                            "range narrows it.")
     def count_identities(camera: str | None = Query(None, description="only identities seen on this camera"),
                          since: float | None = Query(None, description="seconds (unix or media time)"),
                          until: float | None = Query(None, description="seconds (unix or media time)"),

@@ -349,10 +349,11 @@ class MatcherQueries:
     def count_identities(self, *, camera: str | None = None, since: float | None = None,
                          until: float | None = None, min_cameras: int = 1) -> IdentityCount:
         """How many identities :meth:`identities` lists with these filters over all its pages (``exact`` false
-        when counting read ``100 x max_results`` candidates first)."""
+        when counting read ``100 x max_results`` candidates first, ``10 x max_results`` with ``min_cameras``
+        above 1, where each candidate is summarised)."""
         camera, low, high = self._identity_filter(camera, since, until, min_cameras)
         return count_identities(self.client, self.keys, camera=camera, low=low, high=high, min_cameras=min_cameras,
-                                budget=self.max_results * 100)
+                                budget=self.max_results * (100 if min_cameras <= 1 else 10))
 
     @staticmethod
     def _identity_filter(camera: str | None, since: float | None, until: float | None,
