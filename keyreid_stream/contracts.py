@@ -31,7 +31,7 @@ import numpy as np
 __all__ = [
     "COCO_KEYPOINT_NAMES", "MAX_DESCRIPTOR_DIM", "MAX_ID_CHARS", "MAX_THUMBNAIL_BYTES", "NUM_KEYPOINTS",
     "SCHEMA_VERSION", "ContractError", "Detections", "Frame", "Heartbeat", "Tracklet", "TrackletMessage",
-    "new_message_id",
+    "TRACK_ID_SPAN", "new_message_id", "short_track_id",
 ]
 
 NUM_KEYPOINTS = 17
@@ -61,6 +61,14 @@ class ContractError(ValueError):
 def new_message_id() -> str:
     """A fresh random message id: 32 lowercase hex characters (uuid4)."""
     return uuid.uuid4().hex
+
+
+TRACK_ID_SPAN = 1_000_000  # worker track ids: start time (unix s) * TRACK_ID_SPAN + its own count
+
+
+def short_track_id(track_id: int) -> int:
+    """The worker's own count in a track id (what outputs show: ``cam1 #12``; the full id stays unique)."""
+    return track_id % TRACK_ID_SPAN
 
 
 def _fail(owner: str, name: str, expected: str, actual: object) -> NoReturn:
@@ -226,7 +234,8 @@ class _FrozenMapping(Mapping[str, int]):
 
 @dataclass(frozen=True, eq=False)
 class Frame(_Contract):
-    """One decoded camera image: ``image`` is (H, W, 3) uint8 BGR; ``timestamp`` unix seconds of capture."""
+    """One decoded camera image: ``image`` is (H, W, 3) uint8 BGR; ``timestamp`` in seconds (see
+    :mod:`keyreid_stream.clock`)."""
 
     camera_id: str
     index: int

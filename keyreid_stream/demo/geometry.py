@@ -24,9 +24,11 @@ from keyreid_stream.demo.summary import IdentityReport
 from keyreid_stream.eval.mot import MotTracks, read_mot
 from keyreid_stream.eval.mtmc import box_iou_xywh
 
-__all__ = ["LinkQuality", "predicted_view_pairs", "true_view_pairs", "view_link_quality"]
+__all__ = ["METHOD", "LinkQuality", "predicted_view_pairs", "true_view_pairs", "view_link_quality"]
 
 Pair = tuple[int, int]
+METHOD = ("both views are crops of one video, so which tracks show the same person is known from their boxes, "
+          "without annotation")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class LinkQuality:
     @property
     def recall(self) -> float:
         return self.correct_pairs / self.true_pairs if self.true_pairs else float("nan")
+
+    def describe(self) -> str:
+        """One line: how many linked pairs are right (precision) and how many true pairs were found (recall)."""
+        return (f"{self.correct_pairs} of {self.predicted_pairs} linked track pairs are right (precision "
+                f"{self.precision:.2f}); {self.correct_pairs} of the {self.true_pairs} true pairs were found "
+                f"(recall {self.recall:.2f})")
 
 
 def true_view_pairs(left: MotTracks, right: MotTracks, right_offset: int, *, iou: float = 0.5,

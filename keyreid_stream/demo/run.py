@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from keyreid_stream.config.loader import dump_yaml
-from keyreid_stream.demo.geometry import LinkQuality, view_link_quality
+from keyreid_stream.demo.geometry import METHOD, LinkQuality, view_link_quality
 from keyreid_stream.demo.models import ModelChoice
 from keyreid_stream.demo.processes import ChildProcess, keyreid_command
 from keyreid_stream.demo.summary import IdentityReport, cross_camera_identities
@@ -65,7 +65,7 @@ class DemoCamera:
 class DemoResult:
     cameras: tuple[DemoCamera, ...]
     models: ModelChoice
-    time_origin: float
+    time_origin: float  # the wall-clock time the workers were started
     identities: tuple[IdentityReport, ...]
     tracklets_per_camera: dict[str, int]
     frames_per_camera: dict[str, int]
@@ -138,7 +138,7 @@ def run_demo(
         client = QueryClient(api_url, timeout=30.0)
         _wait_healthy(client, matcher, stop)
         origin = time.time()
-        workers = [stack.enter_context(_worker(folder, camera, models, endpoint, stride, max_frames, pace, origin))
+        workers = [stack.enter_context(_worker(folder, camera, models, endpoint, stride, max_frames, pace))
                    for camera in cameras]
         processing_started = time.monotonic()
         _wait_workers(workers, matcher, stop, timeout_s)
@@ -217,10 +217,10 @@ def _start_matcher(stack: contextlib.ExitStack, folder: Path, redis_url: str, mo
 
 @contextlib.contextmanager
 def _worker(folder: Path, camera: DemoCamera, models: ModelChoice, endpoint: str, stride: int, max_frames: int,
-            pace: bool, origin: float) -> Iterator[ChildProcess]:
+            pace: bool) -> Iterator[ChildProcess]:
     entry: dict[str, Any] = {"id": camera.camera_id, "source": camera.source, "stride": stride}
-    if camera.is_file:  # recordings taken as starting together, at the demo's start; paced: wall-clock times
-        entry.update(pace=pace, **({} if pace else {"start_time": origin}))
+    if camera.is_file:  # recordings taken as starting together: media time from 0; paced: the wall clock
+        entry.update(pace=pace, **({} if pace else {"start_time": 0.0}))
     if max_frames:
         entry["max_frames"] = max_frames
     config = {"logging": {"level": "INFO"}, "cameras": [entry], "detector": models.detector, "pose": models.pose,
@@ -338,5 +338,6 @@ def _write_report(client: QueryClient, path: Path, result: DemoResult) -> DemoRe
 
     notes = [f"cameras: {camera.camera_id}: {camera.description}" for camera in result.cameras]
     notes += list(result.models.lines)
-    write_report(client, path, title="keyreid-stream demo: identities across cameras", notes=notes)
+    write_report(client, path, title="keyreid-stream demo: identities across cameras", notes=notes,
+                 link_check=result.link_quality, link_check_note=f"Checked against the views' geometry: {METHOD}.")
     return replace(result, report_path=path)

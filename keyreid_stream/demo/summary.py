@@ -2,8 +2,9 @@
 
 * :func:`cross_camera_identities` -- every identity with its time span per camera.
 * :func:`link_latencies` -- per tracklet, the seconds from its last frame (the person leaving the camera) to the
-  matcher's decision (the link being queryable). Meaningful when frame times are wall-clock times: live cameras,
-  or files read with ``pace``.
+  matcher's decision (the link being queryable). Only tracklets on the wall clock have one (live cameras, files
+  read with ``pace``): media time (files read faster than real time) and the decision's wall clock do not compare
+  (:mod:`keyreid_stream.clock`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from keyreid_stream.clock import is_media_time
 from keyreid_stream.matcher.client import QueryClient
 
 __all__ = ["CameraSpan", "IdentityReport", "Member", "cross_camera_identities", "link_latencies"]
@@ -21,7 +23,8 @@ PAGE = 1000
 
 @dataclass(frozen=True)
 class CameraSpan:
-    """Where an identity was seen on one camera: its first and last frame times (unix s) and tracklets."""
+    """Where an identity was seen on one camera: its first and last frame times (keyreid_stream.clock) and
+    tracklets."""
 
     camera_id: str
     start: float
@@ -79,11 +82,12 @@ def _report(identity: dict[str, Any]) -> IdentityReport:
 
 
 def link_latencies(client: QueryClient, tracklet_ids: Sequence[str]) -> list[float]:
-    """Decision time minus the tracklet's last frame time, in seconds, for each decided tracklet."""
+    """Decision time minus the tracklet's last frame time, in seconds, for each decided tracklet on the wall
+    clock (a tracklet on media time has none)."""
     latencies = []
     for tracklet_id in tracklet_ids:
         tracklet = client.get(f"/tracklets/{tracklet_id}")
         decision = tracklet.get("decision") or {}
-        if decision.get("decided_at"):
+        if decision.get("decided_at") and not is_media_time(float(tracklet["end_time"])):
             latencies.append(float(decision["decided_at"]) - float(tracklet["end_time"]))
     return latencies

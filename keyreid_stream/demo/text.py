@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from keyreid_stream.clock import clock_note, format_time
+from keyreid_stream.demo.geometry import METHOD
 from keyreid_stream.demo.run import DemoResult
 from keyreid_stream.demo.summary import IdentityReport
 
@@ -28,34 +30,33 @@ def format_result(result: DemoResult, *, max_rows: int = MAX_ROWS) -> str:
                   f"({total_frames / max(result.processing_s, 1e-9):.1f} frames/s over all cameras); "
                   f"whole demo {result.elapsed_s:.1f} s"]
     cross = result.cross_camera
+    note = clock_note(span.start for identity in cross for span in identity.spans)
     lines += ["", f"identities: {len(result.identities)}, of which {len(cross)} seen on more than one camera"
-                  " (times: seconds from the start of the videos):"]
-    lines += _table(cross[:max_rows], cameras, result.time_origin)
+                  + (f"; {note}:" if note else ":")]
+    lines += _table(cross[:max_rows], cameras)
     if len(cross) > max_rows:
         lines.append(f"  ... and {len(cross) - max_rows} more")
     quality = result.link_quality
     if quality is not None:
-        lines += ["", "links checked against the views' geometry (both views are crops of one video, so which tracks "
-                      "show the same person is known from their boxes):",
-                  f"  {quality.correct_pairs} of {quality.predicted_pairs} linked track pairs are right (precision "
-                  f"{quality.precision:.2f}); {quality.correct_pairs} of the {quality.true_pairs} true pairs were "
-                  f"found (recall {quality.recall:.2f})"]
+        lines += ["", f"links checked against the views' geometry ({METHOD}):", f"  {quality.describe()}"]
     if result.report_path is not None:
         lines += ["", f"report: {result.report_path} (open it in a web browser)"]
     return "\n".join(lines)
 
 
-def _table(identities: tuple[IdentityReport, ...], cameras: list[str], origin: float) -> list[str]:
+def _table(identities: tuple[IdentityReport, ...], cameras: list[str]) -> list[str]:
+    """One row per identity, its first and last time per camera (the clock is stated above the table)."""
     if not identities:
         return ["  (none)"]
-    header = f"  {'identity':<12}" + "".join(f"{camera:<20}" for camera in cameras) + "tracklets"
+    header = f"  {'identity':<12}" + "".join(f"{camera:<22}" for camera in cameras) + "tracklets"
     rows = [header]
     for identity in identities:
         spans = {span.camera_id: span for span in identity.spans}
         cells = []
         for camera in cameras:
             span = spans.get(camera)
-            cells.append(f"{span.start - origin:6.1f} - {span.end - origin:6.1f} s" if span else "-")
-        rows.append(f"  {identity.identity_id:<12}" + "".join(f"{cell:<20}" for cell in cells)
+            cells.append(f"{format_time(span.start, short=True)} - {format_time(span.end, short=True)}"
+                         if span else "-")
+        rows.append(f"  {identity.identity_id:<12}" + "".join(f"{cell:<22}" for cell in cells)
                     + str(len(identity.tracklet_ids)))
     return rows

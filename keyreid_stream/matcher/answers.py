@@ -11,8 +11,8 @@ from typing import Any
 
 __all__ = [
     "BadQuery", "CameraTimeline", "CameraView", "Candidate", "DecisionView", "Health", "HeartbeatView",
-    "IdentitySummary", "IdentityView", "LinkInfo", "LinkView", "LogEntry", "NotFound", "Rejection",
-    "SearchHit", "Stats", "TrackletSummary", "TrackletView", "Unavailable", "Visit",
+    "IdentityCount", "IdentitySummary", "IdentityView", "LinkInfo", "LinkView", "LogEntry", "NotFound", "Rejection",
+    "SearchHit", "Stats", "Thresholds", "TrackletSummary", "TrackletView", "Unavailable", "Visit",
 ]
 
 
@@ -42,9 +42,21 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """The association's cosine-similarity thresholds, comparable with search scores: a tracklet joins an
+    identity it scores ``link`` or more with, identities scoring ``merge`` are merged, a track below ``split`` is
+    split off."""
+
+    link: float
+    merge: float
+    split: float
+
+
+@dataclass(frozen=True)
 class Stats:
     """Shared counters (all matchers), sizes, association lag (seconds between the newest stored tracklet and the
-    last one association decided; None when nothing is stored) and the association lease owner's token."""
+    last one association decided; None when nothing is stored), the association lease owner's token and the
+    association thresholds of this matcher's configuration (None when it was not given them)."""
 
     received: int
     stored: int
@@ -58,6 +70,7 @@ class Stats:
     association_lag_s: float | None
     lease_owner: str | None
     service: dict[str, Any]
+    thresholds: Thresholds | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +176,15 @@ class IdentitySummary:
     cameras: list[str] = field(default_factory=list)
     thumbnails: dict[str, str] = field(default_factory=dict)
     cameras_complete: bool = True
+
+
+@dataclass(frozen=True)
+class IdentityCount:
+    """How many identities a ``GET /identities`` filter matches (every page together). ``exact`` is false when
+    counting stopped at its budget: ``total`` is then a lower bound (narrow the time range to count exactly)."""
+
+    total: int
+    exact: bool
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from keyreid_stream.matcher.answers import (
     BadQuery,
     CameraView,
     Health,
+    IdentityCount,
     IdentitySummary,
     IdentityView,
     LinkView,
@@ -62,7 +63,7 @@ from keyreid_stream.matcher.answers import (
     TrackletView,
     Unavailable,
 )
-from keyreid_stream.matcher.queries import MatcherQueries
+from keyreid_stream.matcher.queries import MAX_OFFSET, MatcherQueries
 from keyreid_stream.matcher.summaries import SUMMARY_TRACKLETS
 
 __all__ = ["ApiServer", "DescriptorQuery", "ErrorBody", "create_app"]
@@ -78,8 +79,10 @@ BROWSER_HEADERS = {
 }
 DESCRIPTION = (
     "Identities, tracklets, appearance links and statistics of a keyreid-stream matcher, and search by descriptor "
-    "or person crop. Times are unix seconds. Errors are JSON `{\"error\": code, \"detail\": message}`: 400 "
-    "bad_request (every invalid input, validation errors included), 401 unauthorized, 404 not_found, 413 "
+    "or person crop. Times are seconds: unix seconds (UTC wall clock) for live cameras, files read in real time "
+    "and every time the matcher records (ingest, decisions, heartbeats); media time (seconds from the start of "
+    "the recording, below 1e9) for files read faster than real time. Errors are JSON "
+    "`{\"error\": code, \"detail\": message}`: 400 bad_request (every invalid input, validation errors included), 401 unauthorized, 404 not_found, 413 "
     "payload_too_large, 415 unsupported_media_type, 501 not_implemented, 503 redis_unavailable, 500 internal_error."
 )
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
@@ -266,18 +269,33 @@ def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> Non
     def cameras() -> list[CameraView]:
         return queries.cameras()
 
-    @router.get("/identities", response_model=list[IdentitySummary], summary="Recent identities",
-                description="Identities with a tracklet ending in [since, until] (unix seconds), on `camera` when "
-                            "given, seen on at least `min_cameras` cameras, most recent first; each with its cameras "
-                            "and, per camera, a tracklet whose thumbnail shows it (read from its "
-                            f"{SUMMARY_TRACKLETS} most recent tracklets).")
+    @router.get("/identities", response_model=list[IdentitySummary], summary="Recent identities, a page at a time",
+                description="Identities with a tracklet ending in [since, until] (seconds), on `camera` when "
+                            "given, seen on at least `min_cameras` cameras, most recent first, from the `offset`-th "
+                            "on (pages: offset 0, limit, 2 x limit, ...; `GET /identities/count` says how many "
+                            "there are); each with its cameras and, per camera, a tracklet whose thumbnail shows it "
+                            f"(read from its {SUMMARY_TRACKLETS} most recent tracklets).")
     def identities(camera: str | None = Query(None, description="only identities seen on this camera"),
-                   since: float | None = Query(None, description="unix seconds"),
-                   until: float | None = Query(None, description="unix seconds"),
+                   since: float | None = Query(None, description="seconds (unix or media time)"),
+                   until: float | None = Query(None, description="seconds (unix or media time)"),
                    limit: int | None = Query(None, description="at most this many (default 100)"),
                    min_cameras: int = Query(1, ge=1, description="only identities seen on this many cameras"),
+                   offset: int = Query(0, ge=0, le=MAX_OFFSET, description="skip this many (paging)"),
                    ) -> list[IdentitySummary]:
-        return queries.identities(camera=camera, since=since, until=until, limit=limit, min_cameras=min_cameras)
+        return queries.identities(camera=camera, since=since, until=until, limit=limit, min_cameras=min_cameras,
+                                  offset=offset)
+
+    @router.get("/identities/count", response_model=IdentityCount, summary="How many identities match a filter",
+                description="The number of identities `GET /identities` lists with the same filters over all its "
+                            "pages. `exact` is false when counting stopped at its budget (100 x api.max_results "
+                            "candidates, 10 x with min_cameras above 1): `total` is then a lower bound; a time "
+                            "range narrows it.")
+    def count_identities(camera: str | None = Query(None, description="only identities seen on this camera"),
+                         since: float | None = Query(None, description="seconds (unix or media time)"),
+                         until: float | None = Query(None, description="seconds (unix or media time)"),
+                         min_cameras: int = Query(1, ge=1, description="only identities seen on this many cameras"),
+                         ) -> IdentityCount:
+        return queries.count_identities(camera=camera, since=since, until=until, min_cameras=min_cameras)
 
     @router.get("/identities/{gid}", response_model=IdentityView, summary="One identity: tracklets and timeline",
                 description="Its tracklets, cameras, per-camera visits and the ordered visits across cameras, and "

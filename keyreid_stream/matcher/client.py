@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from keyreid_stream.clock import format_time, is_media_time
+
 __all__ = ["DEFAULT_URL", "TOKEN_ENV", "QueryClient", "QueryError", "format_cameras", "format_health",
            "format_identities", "format_identity", "format_links", "format_search", "format_stats", "format_tracklet",
            "load_descriptor", "load_image", "parse_time"]
@@ -59,8 +61,12 @@ class QueryClient:
         return self._request("POST", path, params, body, content_type)
 
     def identities(self, **params: object) -> list[dict[str, Any]]:
-        """``GET /identities`` (camera, since, until, limit, min_cameras; None values are left out)."""
+        """``GET /identities`` (camera, since, until, limit, min_cameras, offset; None values are left out)."""
         return self.get("/identities", params)
+
+    def identity_count(self, **params: object) -> dict[str, Any]:
+        """``GET /identities/count`` (camera, since, until, min_cameras): ``{"total": N, "exact": bool}``."""
+        return self.get("/identities/count", params)
 
     def identity(self, gid: str) -> dict[str, Any]:
         """``GET /identities/{gid}``."""
@@ -198,8 +204,9 @@ def load_image(path: Path) -> tuple[bytes, str]:
 
 
 def _when(value: float | None) -> str:
-    if value is None:
-        return "-"
+    """ISO-8601 UTC for wall-clock times, ``0:01:04.6 media`` for media time (see :mod:`keyreid_stream.clock`)."""
+    if value is None or is_media_time(value):
+        return format_time(value)
     return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 

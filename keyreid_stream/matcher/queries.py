@@ -31,6 +31,7 @@ from keyreid_stream.matcher.answers import (
     DecisionView,
     Health,
     HeartbeatView,
+    IdentityCount,
     IdentitySummary,
     IdentityView,
     LinkInfo,
@@ -40,6 +41,7 @@ from keyreid_stream.matcher.answers import (
     Rejection,
     SearchHit,
     Stats,
+    Thresholds,
     TrackletSummary,
     TrackletView,
     Unavailable,
@@ -48,13 +50,14 @@ from keyreid_stream.matcher.answers import (
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.records import IDENTITY_ID_PATTERN, normalize
-from keyreid_stream.matcher.summaries import recent_identities
+from keyreid_stream.matcher.summaries import count_identities, recent_identities
 
-__all__ = ["MatcherQueries", "merge_visits"]
+__all__ = ["MAX_OFFSET", "MatcherQueries", "merge_visits"]
 
 logger = logging.getLogger(__name__)
 
 MAX_MERGE_HOPS = 32
+MAX_OFFSET = 1_000_000  # GET /identities?offset=: deeper pages are reached with a time range
 MAX_IMAGE_PIXELS = 4096 * 4096
 LOG_ENTRIES = 50
 HEALTH_FLAGS = ("healthy", "redis_connected", "index_ready", "ingest_running")
@@ -199,18 +202,20 @@ class MatcherQueries:
 
     ``embed_crop(image_bgr) -> (space, descriptor)`` enables image search; ``status()`` reports the service's own
     state (shown by :meth:`health` and :meth:`stats`); ``max_results`` caps every list; a search asks the index
-    for ``k * oversample`` tracklets before grouping them by identity.
+    for ``k * oversample`` tracklets before grouping them by identity; ``thresholds`` (the association's, shown by
+    :meth:`stats`) let clients judge search scores.
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, index: GalleryIndex, *,
                  embed_crop: Callable[[np.ndarray], tuple[str, np.ndarray]] | None = None,
                  status: Callable[[], Mapping[str, object]] | None = None, max_results: int = 1000,
-                 oversample: int = 8) -> None:
+                 oversample: int = 8, thresholds: Thresholds | None = None) -> None:
         if max_results < 1 or oversample < 1:
             raise ValueError("max_results and oversample must be >= 1")
         self.client, self.keys, self.index = client, keys, index
         self.embed_crop, self._status = embed_crop, status
         self.max_results, self.oversample = max_results, oversample
+        self.thresholds = thresholds
 
     # ----------------------------------------------------------------------------- service
 
@@ -263,7 +268,7 @@ class MatcherQueries:
             rejected={name.partition(":")[2]: value for name, value in counts.items() if name.startswith("rejected:")},
             tracklets=int(tracklets), identities=int(identities), spaces=dict(self.index.spaces()),
             stream_last_id=last_id, assoc_cursor=cursor_id, association_lag_s=lag, lease_owner=_text(lease),
-            service=self._service([]))
+            service=self._service([]), thresholds=self.thresholds)
 
     def cameras(self) -> list[CameraView]:
         heartbeats = self.client.hgetall(self.keys.cameras)
@@ -331,19 +336,36 @@ class MatcherQueries:
             log=[e for e in (_log_entry(raw) for raw in reversed(log)) if e is not None])
 
     def identities(self, *, camera: str | None = None, since: float | None = None, until: float | None = None,
-                   limit: int | None = None, min_cameras: int = 1) -> list[IdentitySummary]:
+                   limit: int | None = None, min_cameras: int = 1, offset: int = 0) -> list[IdentitySummary]:
         """Identities with a tracklet ending in [since, until] (on ``camera`` when given), seen on at least
-        ``min_cameras`` cameras, most recent first, each with its cameras and a thumbnail per camera (see
-        :mod:`~keyreid_stream.matcher.summaries` for the cost); ``limit`` defaults to 100 (at most
-        ``max_results``)."""
+        ``min_cameras`` cameras, most recent first, after the first ``offset`` of them (pages), each with its
+        cameras and a thumbnail per camera (see :mod:`~keyreid_stream.matcher.summaries` for the cost); ``limit``
+        defaults to 100 (at most ``max_results``)."""
         limit = self._limit(min(100, self.max_results) if limit is None else limit)
+        _check(isinstance(offset, int) and not isinstance(offset, bool) and 0 <= offset <= MAX_OFFSET,
+               f"offset must be an integer in [0, {MAX_OFFSET}], got {offset!r}")
+        camera, low, high = self._identity_filter(camera, since, until, min_cameras)
+        return recent_identities(self.client, self.keys, camera=camera, low=low, high=high, limit=limit,
+                                 offset=offset, min_cameras=min_cameras, budget=self.max_results * 100)
+
+    def count_identities(self, *, camera: str | None = None, since: float | None = None,
+                         until: float | None = None, min_cameras: int = 1) -> IdentityCount:
+        """How many identities :meth:`identities` lists with these filters over all its pages (``exact`` false
+        when counting read ``100 x max_results`` candidates first, ``10 x max_results`` with ``min_cameras``
+        above 1, where each candidate is summarised)."""
+        camera, low, high = self._identity_filter(camera, since, until, min_cameras)
+        return count_identities(self.client, self.keys, camera=camera, low=low, high=high, min_cameras=min_cameras,
+                                budget=self.max_results * (100 if min_cameras <= 1 else 10))
+
+    @staticmethod
+    def _identity_filter(camera: str | None, since: float | None, until: float | None,
+                         min_cameras: int) -> tuple[str | None, str, str]:
         _check(isinstance(min_cameras, int) and not isinstance(min_cameras, bool) and min_cameras >= 1,
                f"min_cameras must be an integer >= 1, got {min_cameras!r}")
         low, high = _check_range(since, until, ("since", "until"))
         if camera is not None:
             _check_id(_CAMERA_RE, camera, "camera")
-        return recent_identities(self.client, self.keys, camera=camera, low=low, high=high, limit=limit,
-                                 min_cameras=min_cameras, budget=self.max_results * 100)
+        return camera, low, high
 
     # ----------------------------------------------------------------------------- tracklets
 

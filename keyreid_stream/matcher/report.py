@@ -1,6 +1,10 @@
 """A static HTML report of a running matcher's identities: ONE self-contained file (thumbnails inlined as
 ``data:`` URIs, a timeline per identity as inline SVG, no script, no external resource) that can be mailed or
-archived. The demo writes one with ``--report FILE``.
+archived. The demo writes one with ``--report FILE``, with the result of its geometry check of the links.
+
+The identities seen on more than one camera are highlighted (listed first in the summary, marked in the index and
+in their sections). Times follow :mod:`keyreid_stream.clock` (media time or UTC wall clock, each saying which; the
+header says which the report shows); decision times are the matcher's wall clock.
 
 It asks the matcher's HTTP API through a :class:`~keyreid_stream.matcher.client.QueryClient`: the recent
 identities (``GET /identities``), each identity (``GET /identities/{gid}``) and up to ``thumbnails_per_camera``
@@ -19,13 +23,14 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from keyreid_stream.clock import clock_note, format_time
+from keyreid_stream.contracts import short_track_id
 from keyreid_stream.matcher.client import QueryClient, QueryError
 
-__all__ = ["ReportSummary", "write_report"]
+__all__ = ["LinkCheck", "ReportSummary", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +46,26 @@ th,td{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #d5dbe1;vertic
 background:#e9ecf0;margin-right:4px;border-radius:3px}.timeline{width:100%;max-width:900px}
 .timeline text{font-size:12px}.bar{fill:#1f6feb}.bar.new{fill:#8a94a6}.bar.continuation{fill:#2e9d5b}
 code{font-family:ui-monospace,monospace;font-size:.9em}
+.identity.cross-camera{border:2px solid #1f6feb;box-shadow:0 0 0 3px #dbe8ff}
+tr.cross-camera td{background:#eef4ff;font-weight:600}.badge{display:inline-block;background:#1f6feb;color:#fff;
+border-radius:9px;padding:0 .5rem;font-size:.8rem;font-weight:600;margin-left:.4rem;vertical-align:middle}
+.check{background:#fff;border:1px solid #d5dbe1;border-radius:6px;padding:.5rem 1rem;margin:.6rem 0}
 """
+
+
+class LinkCheck(Protocol):
+    """Links checked against a known truth (e.g. the demo's geometry check): pairs of tracks that are the same
+    person (``true_pairs``), linked into one identity (``predicted_pairs``) and both (``correct_pairs``)."""
+
+    true_pairs: int
+    predicted_pairs: int
+    correct_pairs: int
+
+    @property
+    def precision(self) -> float: ...
+
+    @property
+    def recall(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -61,9 +85,12 @@ def _e(value: object) -> str:
 
 
 def _when(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _e(format_time(seconds))
+
+
+def _track(camera: str, track_id: object) -> str:
+    """``cam1 #12``: the camera and the worker's own track count (the full id is in the tracklet's title)."""
+    return f"{camera} #{short_track_id(int(track_id))}" if isinstance(track_id, int) else f"{camera} #{track_id}"
 
 
 def _duration(seconds: float) -> str:
@@ -104,8 +131,8 @@ def _timeline(view: Mapping[str, Any], groups: Mapping[str, Sequence[Mapping[str
             kind = t["decision_kind"] or "pending"
             parts.append(f'<rect class="bar {_e(kind)}" data-tracklet="{_e(t["tracklet_id"])}" x="{left:.1f}" '
                          f'y="{y + 4}" width="{max(x(t["end_time"]) - left, 3):.1f}" height="{row_height - 9}">'
-                         f'<title>{_e(camera)} track {_e(t["track_id"])}: {_when(t["start_time"])}, '
-                         f'{_e(kind)}</title></rect>')
+                         f'<title>{_e(_track(camera, t["track_id"]))} (track {_e(t["track_id"])}): '
+                         f'{_when(t["start_time"])}, {_e(kind)}</title></rect>')
         parts.append("</g>")
     axis = top + row_height * len(groups) + 15
     parts.append(f'<text x="{label}" y="{axis}" fill="#5d6873">{_when(start)}</text>'
@@ -118,7 +145,7 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _log(view: Mapping[str, Any]) -> str:
-    names = {t["tracklet_id"]: f'{t["camera_id"]} track {t["track_id"]}' for t in view["tracklets"]}
+    names = {t["tracklet_id"]: _track(t["camera_id"], t["track_id"]) for t in view["tracklets"]}
 
     def name(tracklet_id: str) -> str:
         return _e(names.get(tracklet_id) or f"\u2026{tracklet_id[-8:]}")
@@ -136,8 +163,8 @@ def _log(view: Mapping[str, Any]) -> str:
         rows.append(f'<tr><td>{_when(entry["t"])}</td><td>{_e(entry["kind"])}</td><td>{what}</td><td>{score}</td></tr>')
     if not rows:
         return '<p class="muted">No decision recorded.</p>'
-    return ('<table class="log"><thead><tr><th>decided</th><th>kind</th><th>what</th><th>score</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return ('<table class="log"><thead><tr><th>decided (matcher\'s clock)</th><th>kind</th><th>what</th><th>score'
+            f'</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def _identity(view: Mapping[str, Any], images: Mapping[str, str], per_camera: int) -> str:
@@ -147,7 +174,8 @@ def _identity(view: Mapping[str, Any], images: Mapping[str, str], per_camera: in
     for camera, tracklets in groups.items():
         shown = [t for t in reversed(tracklets) if t["tracklet_id"] in images][:per_camera]
         pictures = "".join(f'<img src="{images[t["tracklet_id"]]}" data-tracklet="{_e(t["tracklet_id"])}" '
-                           f'alt="{_e(camera)} track {_e(t["track_id"])}">' for t in shown)
+                           f'alt="{_e(_track(camera, t["track_id"]))}" title="{_when(t["start_time"])}">'
+                           for t in shown)
         pictures = pictures or '<span class="muted">no thumbnail</span>'
         cameras.append(f'<div class="camera" data-camera="{_e(camera)}"><h3>{_e(camera)} '
                        f'({_plural(len(tracklets), "tracklet")})</h3>{pictures}</div>')
@@ -155,19 +183,43 @@ def _identity(view: Mapping[str, Any], images: Mapping[str, str], per_camera: in
     span = "-" if first is None else f"{_when(first)} to {_when(last)} ({_duration(last - first)})"
     shown = f", the {len(view['tracklets'])} most recent shown" if view["truncated"] else ""
     count = _plural(view["num_tracklets"], "tracklet")
-    return (f'<section class="identity" id="identity-{_e(gid)}" data-identity="{_e(gid)}">'
-            f'<h2>Identity {_e(gid)}</h2><p class="muted">{span}; {count}{shown} on '
-            f'{_e(", ".join(groups))}</p><div class="cameras">{"".join(cameras)}</div>'
+    cross = len(groups) > 1
+    badge = f'<span class="badge">{len(groups)} cameras</span>' if cross else ""
+    return (f'<section class="identity{" cross-camera" if cross else ""}" id="identity-{_e(gid)}" '
+            f'data-identity="{_e(gid)}"><h2>Identity {_e(gid)}{badge}</h2><p class="muted">{span}; {count}{shown} '
+            f'on {_e(", ".join(groups))}</p><div class="cameras">{"".join(cameras)}</div>'
             f'{_timeline(view, groups)}{_log(view)}</section>')
 
 
+def _check(check: LinkCheck | None, note: str) -> str:
+    if check is None:
+        return ""
+    how = f'<p class="muted">{_e(note)}</p>' if note else ""
+    return (f'<div class="check" id="link-check"><h2>Links checked</h2><p>{check.correct_pairs} of '
+            f'{check.predicted_pairs} linked track pairs are right: <strong>precision {check.precision:.2f}'
+            f'</strong>; {check.correct_pairs} of the {check.true_pairs} true pairs were found: <strong>recall '
+            f'{check.recall:.2f}</strong>.</p>{how}</div>')
+
+
+def _cross_summary(views: Sequence[Mapping[str, Any]]) -> str:
+    cross = [v for v in views if len(v["cameras"]) > 1]
+    links = ", ".join(f'<a href="#identity-{_e(v["identity_id"])}">{_e(v["identity_id"])}</a> '
+                      f'({_e(", ".join(v["cameras"]))})' for v in cross)
+    return (f'<p class="cross-summary" id="cross-camera"><strong>{len(cross)} of {len(views)} '
+            f'identit{"y" if len(views) == 1 else "ies"} seen on more than one camera</strong>'
+            f'{": " + links if links else "."}</p>')
+
+
 def _document(title: str, notes: Sequence[str], views: Sequence[Mapping[str, Any]], images: Mapping[str, str],
-              source: str, generated_at: float, per_camera: int) -> str:
+              source: str, generated_at: float, per_camera: int, check: str) -> str:
     cameras = sorted({t["camera_id"] for view in views for t in view["tracklets"]})
     tracklets = sum(view["num_tracklets"] for view in views)
-    index = "".join(f'<tr><td><a href="#identity-{_e(v["identity_id"])}">{_e(v["identity_id"])}</a></td>'
+    index = "".join(f'<tr{" class=cross-camera" if len(v["cameras"]) > 1 else ""}>'
+                    f'<td><a href="#identity-{_e(v["identity_id"])}">{_e(v["identity_id"])}</a></td>'
                     f'<td>{_when(v["first_seen"])}</td><td>{_when(v["last_seen"])}</td>'
                     f'<td>{_e(", ".join(v["cameras"]))}</td><td>{v["num_tracklets"]}</td></tr>' for v in views)
+    clocks = clock_note(v["first_seen"] for v in views)
+    clocks = f" The {clocks}; decisions are on the matcher's wall clock (UTC)." if clocks else ""
     notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>") if notes else ""
     body = "".join(_identity(view, images, per_camera) for view in views) or '<p class="muted">No identity.</p>'
     return (
@@ -178,9 +230,9 @@ def _document(title: str, notes: Sequence[str], views: Sequence[Mapping[str, Any
         f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>"
         f"<header><h1>{_e(title)}</h1>{notes_html}"
         f'<p class="muted">Generated {_when(generated_at)} from {_e(source)}: {len(views)} identities, {tracklets} '
-        f'tracklets, cameras: {_e(", ".join(cameras) or "-")}.</p></header>'
-        '<table class="index"><thead><tr><th>identity</th><th>first seen</th><th>last seen</th><th>cameras</th>'
-        f"<th>tracklets</th></tr></thead><tbody>{index}</tbody></table>{body}</body></html>\n"
+        f'tracklets, cameras: {_e(", ".join(cameras) or "-")}.{_e(clocks)}</p>{_cross_summary(views)}{check}'
+        '</header><table class="index"><thead><tr><th>identity</th><th>first seen</th><th>last seen</th>'
+        f"<th>cameras</th><th>tracklets</th></tr></thead><tbody>{index}</tbody></table>{body}</body></html>\n"
     )
 
 
@@ -206,9 +258,11 @@ def _fetch_thumbnails(client: QueryClient, views: Sequence[Mapping[str, Any]], p
 
 def write_report(client: QueryClient, path: str | os.PathLike[str], *, title: str, notes: Sequence[str] = (),
                  min_cameras: int = 1, limit: int = 200, thumbnails_per_camera: int = 4,
-                 generated_at: float | None = None) -> ReportSummary:
+                 generated_at: float | None = None, link_check: LinkCheck | None = None,
+                 link_check_note: str = "") -> ReportSummary:
     """Write the report of the ``limit`` most recent identities seen on at least ``min_cameras`` cameras to
-    ``path`` (replaced atomically); ``notes`` are shown at the top (e.g. which models ran). ``limit`` must not
+    ``path`` (replaced atomically); ``notes`` are shown at the top (e.g. which models ran), and ``link_check``
+    (its precision and recall; ``link_check_note``: how the truth was known) below them. ``limit`` must not
     exceed the matcher's ``api.max_results``. Costs 2 + N requests plus one per embedded thumbnail."""
     if thumbnails_per_camera < 0:
         raise ValueError(f"thumbnails_per_camera must be >= 0, got {thumbnails_per_camera}")
@@ -227,7 +281,8 @@ def write_report(client: QueryClient, path: str | os.PathLike[str], *, title: st
             views.append(view)
     images = _fetch_thumbnails(client, views, thumbnails_per_camera) if thumbnails_per_camera else {}
     document = _document(title, notes, views, images, client.url,
-                         time.time() if generated_at is None else generated_at, thumbnails_per_camera)
+                         time.time() if generated_at is None else generated_at, thumbnails_per_camera,
+                         _check(link_check, link_check_note))
     data = document.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")

@@ -343,6 +343,7 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
                status):  # noqa: ANN001, ANN202 - ApiServer | None
     if not config.api.http:
         return None
+    from keyreid_stream.matcher.answers import Thresholds
     from keyreid_stream.matcher.api import ApiServer, create_app
     from keyreid_stream.matcher.queries import MatcherQueries
 
@@ -356,8 +357,10 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
 
         s = config.search
         embed_crop = crop_embedder_from_config(s.arch, s.checkpoint, s.checkpoint_kind, s.allow_pickle, s.device)
+    a = config.association
     queries = MatcherQueries(client, keys, index, embed_crop=embed_crop, status=status,
-                             max_results=config.api.max_results, oversample=config.search.oversample)
+                             max_results=config.api.max_results, oversample=config.search.oversample,
+                             thresholds=Thresholds(a.threshold, a.merge_threshold, a.split_threshold))
     app = create_app(queries, token=token, max_body_bytes=config.api.max_body_bytes)
     return ApiServer(app, host, port).start()
 

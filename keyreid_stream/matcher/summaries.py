@@ -1,24 +1,26 @@
 """The list of recent identities (``GET /identities``): which identities, newest first, and a summary of each
-with its cameras and one thumbnail per camera.
+with its cameras and one thumbnail per camera; and how many a filter matches (``GET /identities/count``).
 
 Cost, for a page of N identities: the listing itself (one ``ZREVRANGEBYSCORE`` on the identities' last-seen index,
-or, with a camera or an ``until`` bound, pages of 500 tracklets and one pipelined ``HGET`` per tracklet), then two
-pipelined round trips: three commands per identity (member count, first member, its
-:data:`SUMMARY_TRACKLETS` most recent members) and one ``HMGET`` per sampled tracklet. With ``min_cameras`` above
-1, identities are summarised in chunks until ``limit`` of them qualify or ``budget`` candidates were read.
+whatever the ``offset``, or, with a camera or an ``until`` bound, pages of 500 tracklets and one pipelined
+``HGET`` per tracklet, the ones before ``offset`` included), then two pipelined round trips: three commands per
+identity (member count, first member, its :data:`SUMMARY_TRACKLETS` most recent members) and one ``HMGET`` per
+sampled tracklet. With ``min_cameras`` above 1, identities are summarised in chunks until ``offset + limit`` of
+them qualify or ``budget`` candidates were read. Counting costs one ``ZCOUNT`` without camera, ``until`` or
+``min_cameras``, otherwise the same reads as listing every page (up to the budget).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from itertools import islice
 
 import redis
 
-from keyreid_stream.matcher.answers import IdentitySummary
+from keyreid_stream.matcher.answers import IdentityCount, IdentitySummary
 from keyreid_stream.matcher.keys import Keys
 
-__all__ = ["SUMMARY_TRACKLETS", "recent_identities", "summarize"]
+__all__ = ["SUMMARY_TRACKLETS", "count_identities", "recent_identities", "summarize"]
 
 SUMMARY_TRACKLETS = 64  # the most recent tracklets of an identity read for its cameras and thumbnails
 _SCAN_PAGE = 500
@@ -29,35 +31,39 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, high: str,
-                budget: int, page: int) -> Iterator[tuple[str, float]]:
+def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, high: str, budget: int, page: int,
+                skip: int = 0) -> Generator[tuple[str, float], None, bool]:
     """Distinct identities with a tracklet ending in [low, high] (on ``camera``), newest first, with the end of
-    that latest tracklet; reads at most ``budget`` entries."""
-    offset = 0
+    that latest tracklet, after the first ``skip`` of them; reads at most ``budget`` entries besides the ones the
+    identities' index skips. Returns whether it reached the end (False: the budget ran out first)."""
+    read = 0
     if camera is None and high == "+inf":  # the identities' own last-seen index answers directly
-        while offset < budget:
-            rows = client.zrevrangebyscore(keys.identities, "+inf", low, start=offset,
-                                           num=min(page, budget - offset), withscores=True)
+        while read < budget:
+            rows = client.zrevrangebyscore(keys.identities, "+inf", low, start=skip + read,
+                                           num=min(page, budget - read), withscores=True)
             yield from ((_text(gid), float(score)) for gid, score in rows)
-            if len(rows) < min(page, budget - offset):
-                return
-            offset += len(rows)
-        return
+            if len(rows) < min(page, budget - read):
+                return True
+            read += len(rows)
+        return False
     zset = keys.camera_tracklets(camera) if camera is not None else keys.by_end
     seen: set[str] = set()
-    while offset < budget:
-        rows = client.zrevrangebyscore(zset, high, low, start=offset, num=_SCAN_PAGE, withscores=True)
-        if not rows:
-            return
+    while read < budget:
+        wanted = min(_SCAN_PAGE, budget - read)
+        rows = client.zrevrangebyscore(zset, high, low, start=read, num=wanted, withscores=True)
         pipe = client.pipeline(transaction=False)
         for tracklet_id, _ in rows:
             pipe.hget(keys.tracklet(_text(tracklet_id)), "identity")
-        for (_, end), gid in zip(rows, pipe.execute()):
+        for (_, end), gid in zip(rows, pipe.execute() if rows else []):
             gid = _text(gid)
             if gid and gid not in seen:
                 seen.add(gid)
-                yield gid, float(end)
-        offset += len(rows)
+                if len(seen) > skip:
+                    yield gid, float(end)
+        read += len(rows)
+        if len(rows) < wanted:
+            return True
+    return False
 
 
 def summarize(client: redis.Redis, keys: Keys, seen: Sequence[tuple[str, float]]) -> list[IdentitySummary]:
@@ -92,16 +98,53 @@ def summarize(client: redis.Redis, keys: Keys, seen: Sequence[tuple[str, float]]
     return summaries
 
 
+def _qualifying(client: redis.Redis, keys: Keys, source: Generator[tuple[str, float], None, bool], min_cameras: int,
+                wanted: int) -> Generator[IdentitySummary, None, bool]:
+    """Summaries of the candidates seen on ``min_cameras`` cameras or more, summarised in chunks; returns
+    whether the candidates ran out before ``wanted`` of them qualified (what ``source`` says then)."""
+    found = 0
+    while found < wanted:
+        chunk: list[tuple[str, float]] = []
+        try:
+            while len(chunk) < _FILTER_CHUNK:
+                chunk.append(next(source))
+        except StopIteration as end:
+            for summary in summarize(client, keys, chunk):
+                if len(summary.cameras) >= min_cameras:
+                    yield summary
+            return bool(end.value)
+        for summary in summarize(client, keys, chunk):
+            if len(summary.cameras) >= min_cameras:
+                found += 1
+                yield summary
+    return False
+
+
 def recent_identities(client: redis.Redis, keys: Keys, *, camera: str | None, low: str, high: str, limit: int,
-                      min_cameras: int = 1, budget: int = 100_000) -> list[IdentitySummary]:
+                      offset: int = 0, min_cameras: int = 1, budget: int = 100_000) -> list[IdentitySummary]:
     """Up to ``limit`` summaries of the identities with a tracklet ending in [low, high] (ZRANGEBYSCORE bounds),
-    on ``camera`` when given, seen on at least ``min_cameras`` cameras, most recent first."""
-    chunk = limit if min_cameras <= 1 else max(limit, _FILTER_CHUNK)
-    source = _candidates(client, keys, camera, low, high, budget, chunk)
-    found: list[IdentitySummary] = []
-    while len(found) < limit:
-        seen = list(islice(source, chunk))
-        found += [s for s in summarize(client, keys, seen) if len(s.cameras) >= min_cameras]
-        if len(seen) < chunk:
-            break
-    return found[:limit]
+    on ``camera`` when given, seen on at least ``min_cameras`` cameras, most recent first, after the first
+    ``offset`` of them."""
+    if min_cameras <= 1:  # every candidate qualifies: skip without summarising
+        return summarize(client, keys, list(islice(_candidates(client, keys, camera, low, high, budget, limit,
+                                                               skip=offset), limit)))
+    source = _candidates(client, keys, camera, low, high, budget, _FILTER_CHUNK)
+    found = _qualifying(client, keys, source, min_cameras, offset + limit)
+    return list(islice(found, offset, offset + limit))
+
+
+def count_identities(client: redis.Redis, keys: Keys, *, camera: str | None, low: str, high: str,
+                     min_cameras: int = 1, budget: int = 100_000) -> IdentityCount:
+    """How many identities :func:`recent_identities` lists over all its pages (``exact`` false when the budget
+    ran out first: ``total`` is then a lower bound)."""
+    if camera is None and high == "+inf" and min_cameras <= 1:
+        return IdentityCount(int(client.zcount(keys.identities, low, "+inf")), True)
+    source = _candidates(client, keys, camera, low, high, budget, _SCAN_PAGE)
+    items = source if min_cameras <= 1 else _qualifying(client, keys, source, min_cameras, budget)
+    total = 0
+    while True:
+        try:
+            next(items)
+        except StopIteration as end:
+            return IdentityCount(total, bool(end.value))
+        total += 1

@@ -3,11 +3,13 @@ captures (webcams, network streams) that reconnect with backoff. Open them with
 :func:`~keyreid_stream.workers.sources.open_source`; the base class, URI rules and counters are in
 :mod:`~keyreid_stream.workers.sources`.
 
-Files and folders: ``timestamp = start_time + index / fps``; ``pace`` sleeps until ``t0 + index / fps`` on the
-monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the first frame is read,
-so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts at the end with the index
-counting on. A file frame that does not decode is skipped (up to :data:`MAX_DECODE_SKIP` in a row before the file
-counts as ended) and counted.
+Files and folders: ``timestamp = start_time + index / fps`` (see :mod:`keyreid_stream.clock`). Without
+``pace`` and without an explicit ``start_time`` that is media time, seconds from the start of the file (0):
+read faster than real time, the frames never carry moments still to come. ``pace`` sleeps until ``t0 + index /
+fps`` on the monotonic clock (no drift), and without an explicit ``start_time`` the clock starts when the
+first frame is read, so that timestamps are wall-clock read times, as a live camera's are; ``loop`` restarts
+at the end with the index counting on. A file frame that does not decode is skipped (up to
+:data:`MAX_DECODE_SKIP` in a row before the file counts as ended) and counted.
 
 Live captures: network streams open with the FFmpeg backend and its open and read timeouts, webcams by index
 with any backend. A read that fails, times out or hits the end of the stream means the stream is *lost*: the
@@ -73,7 +75,8 @@ class _ReplaySource(FrameSource):
         super().__init__(camera_id, uri, live=False, fps=fps, stride=stride, max_frames=max_frames)
         self.pace = pace
         self.loop = loop
-        self.start_time = time.time() if start_time is None else float(start_time)
+        # media time unless given a start; paced: the wall clock from the first frame on (_wait_until_due)
+        self.start_time = 0.0 if start_time is None else float(start_time)
         self._clock_from_first_frame = pace and start_time is None
         self._pace_origin: tuple[float, int] | None = None  # (monotonic time, index) of the first yield
 

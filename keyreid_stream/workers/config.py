@@ -23,8 +23,10 @@ class CameraConfig:
     webcam index. ``pace``: read files at their own frame rate (like a live camera) instead of as fast as possible.
     ``detections``: a MOTChallenge ``det.txt`` for the ``public`` detector. ``camera_index``: the camera's index in
     the re-ID model's camera embedding (0 when the model has none). ``start_time``: files and folders only, the
-    unix time of their first frame (default: when the worker starts); give recordings of one moment the same
-    value so that the cameras' clocks agree. ``max_frames``: stop after that many frames (after ``stride``)."""
+    time of their first frame: by default 0 (media time, seconds from the start of the file), or with ``pace``
+    the wall clock when the first frame is read; give the recording's real start (unix seconds) to put it on the
+    wall clock, the same value for recordings of one moment (see :mod:`keyreid_stream.clock`). ``max_frames``:
+    stop after that many frames (after ``stride``)."""
 
     id: str
     source: str

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 
 import zmq
 
+from keyreid_stream.clock import format_time
+from keyreid_stream.contracts import TRACK_ID_SPAN
 from keyreid_stream.workers.config import CameraConfig, WorkerConfig
 from keyreid_stream.workers.embedder import TrackletEmbedder, load_embedding_model
 from keyreid_stream.workers.pipeline import CameraRuntime, Worker, WorkerReport
@@ -27,7 +29,6 @@ __all__ = ["build_worker", "run_worker", "track_id_base"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0
-TRACK_ID_SPAN = 1_000_000
 
 
 def track_id_base(now: float | None = None) -> int:
@@ -89,10 +90,19 @@ def _build_camera(camera: CameraConfig, config: WorkerConfig, id_base: int) -> C
                             **dict(config.tracker.params))
     options = {k: v for k, v in dataclasses.asdict(config.tracklets).items() if k != "thumbnails"}
     accumulator = TrackletAccumulator(camera.id, **options)
-    logger.info("camera %s: %s (%s, %.1f fps for the tracker)", camera.id, source.uri,
-                "live" if source.live else "file", frame_rate)
+    logger.info("camera %s: %s (%s, %.1f fps for the tracker; times: %s)", camera.id, source.uri,
+                "live" if source.live else "file", frame_rate, _clock(camera, source.live))
     return CameraRuntime(camera.id, source, tracker, accumulator, live=source.live,
                          frames=queue.Queue(maxsize=source_config.frame_queue))
+
+
+def _clock(camera: CameraConfig, live: bool) -> str:
+    """Which clock the camera's times are on (keyreid_stream.clock), for its first log line."""
+    if live or (camera.pace and camera.start_time is None):
+        return "UTC wall clock"
+    if camera.start_time is None:
+        return "media time, seconds from the start of the file"
+    return f"from start_time {format_time(camera.start_time)}"
 
 
 def _build_embedder(config: WorkerConfig) -> object:

@@ -10,8 +10,10 @@ running iteration returns within about the read timeout, sleeps included.
 Indices and timestamps
     ``Frame.index`` counts every frame the source has read (the ones ``stride`` skips included) and increases
     strictly over the life of the source, across file loops and stream reconnections. Files and folders
-    replay on a reproducible clock, ``timestamp = start_time + index / fps``; ``pace=True`` yields them no
-    faster than that rate. Live frames carry the wall-clock time (``time.time()``) at capture.
+    replay on a reproducible clock, ``timestamp = start_time + index / fps``: media time (``start_time`` 0)
+    unless given a start; ``pace=True`` yields them no faster than that rate, on the wall clock from the first
+    frame unless given a start. Live frames carry the wall-clock time (``time.time()``) at capture. The rule,
+    and how outputs show both clocks, is in :mod:`keyreid_stream.clock`.
 
 Reconnection
     A live stream whose read fails, times out (``read_timeout_s``) or ends is *lost*: the capture is released
@@ -428,8 +430,9 @@ def open_source(
     """Open the source a URI names (see :func:`parse_source`) as a :class:`FrameSource`.
 
     ``stride`` k converts only every k-th frame; ``max_frames`` ends the iteration after that many frames.
-    Files and folders: ``fps`` overrides the container's rate (folders: default 25), ``start_time`` (default:
-    now) starts their clock, ``pace`` replays in real time, ``loop`` restarts at the end. Live sources: the
+    Files and folders: ``fps`` overrides the container's rate (folders: default 25), ``start_time`` starts
+    their clock (default: 0, media time; with ``pace``, the wall clock when the first frame is read), ``pace``
+    replays in real time, ``loop`` restarts at the end. Live sources: the
     timeouts, ``backoff_s`` and ``max_reconnects`` govern (re)connection; ``fps`` only sets the nominal rate.
     Files are opened (and checked) here; live sources connect when iterated.
     """

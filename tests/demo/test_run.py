@@ -17,7 +17,13 @@ pytestmark = [pytest.mark.video, pytest.mark.redis, pytest.mark.zmq]
 
 REPO = Path(__file__).resolve().parents[2]
 
-ROW = re.compile(r"^\s+(\S+)\s+(\d+\.\d) -\s+(\d+\.\d) s\s+(\d+\.\d) -\s+(\d+\.\d) s\s+(\d+)$", re.MULTILINE)
+TIME = r"(\d+:\d\d:\d\d)"
+ROW = re.compile(rf"^\s+(\S+)\s+{TIME} - {TIME}\s+{TIME} - {TIME}\s+(\d+)$", re.MULTILINE)
+
+
+def _seconds(text: str) -> int:
+    hours, minutes, seconds = (int(part) for part in text.split(":"))
+    return 3600 * hours + 60 * minutes + seconds
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +70,12 @@ def test_the_readme_demo_links_people_across_the_two_views(sample: Path, tmp_pat
     assert code == 0, out
     assert "HOG" in out and "Re-ID quality is LIMITED" in out  # no weights here, and it says so
     assert "cam-left" in out and "cam-right" in out and "192 px shared" in out
+    assert "times are media time (h:mm:ss from the start of the video" in out  # files read faster than real time
     rows = ROW.findall(out)
     assert rows, f"no identity seen in both views:\n{out}"
-    for _identity, left_start, left_end, right_start, right_end, tracklets in rows:
-        assert 0 <= float(left_start) <= float(left_end) <= 80 and 0 <= float(right_start) <= float(right_end) <= 80
+    for _identity, *times, tracklets in rows:
+        left_start, left_end, right_start, right_end = (_seconds(t) for t in times)
+        assert 0 <= left_start <= left_end <= 80 and 0 <= right_start <= right_end <= 80
         assert int(tracklets) >= 2
     images = _Images()
     images.feed(report.read_text())

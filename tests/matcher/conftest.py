@@ -98,7 +98,9 @@ class Scenario:
         return {v: k for k, v in self.ids.items()}[tracklet_id]
 
 
-def populate(client: object, keys: Keys | None = None) -> Scenario:
+def populate(client: object, keys: Keys | None = None, *, t0: float = T0) -> Scenario:
+    """The scenario under ``keys``; ``t0``: the time the tracklets' times count from (0: media time), while the
+    matcher's own times (ingest, decisions, heartbeats) stay on the wall clock from T0 on."""
     keys = keys or Keys()
     store = TrackletStore(client, keys)  # type: ignore[arg-type]
     store.check_layout()
@@ -108,7 +110,7 @@ def populate(client: object, keys: Keys | None = None) -> Scenario:
     for position, (name, (person, camera, track, start, end, thumb)) in enumerate(TRACKLETS.items()):
         descriptor = person_vector(person) + rng.normal(0, 0.05, DIM).astype(np.float32)
         jpeg = tiny_jpeg(position) if thumb else None
-        message = TrackletMessage(camera, track, T0 + start, T0 + end, 10 + position, descriptor, MODEL, VERSION,
+        message = TrackletMessage(camera, track, t0 + start, t0 + end, 10 + position, descriptor, MODEL, VERSION,
                                   message_id=f"{position + 1:032x}", thumbnail_jpeg=jpeg)
         messages.append(message)
         scenario.ids[name] = message.message_id
@@ -169,6 +171,15 @@ def module_redis(redis_server: object) -> Iterator[object]:
 def private(module_redis: object) -> Iterator[Scenario]:
     """The scenario under a fresh key prefix, for one test that may change it."""
     scenario = populate(module_redis, Keys(f"private{next(_PREFIXES)}"))
+    yield scenario
+    drop(module_redis, scenario.keys)
+
+
+@pytest.fixture
+def media(module_redis: object) -> Iterator[Scenario]:
+    """The scenario on media time (tracklet times from 0, as files read faster than real time give them) under a
+    fresh key prefix, for one test."""
+    scenario = populate(module_redis, Keys(f"media{next(_PREFIXES)}"), t0=0.0)
     yield scenario
     drop(module_redis, scenario.keys)
 

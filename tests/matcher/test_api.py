@@ -27,8 +27,8 @@ from keyreid_stream.matcher.store import TrackletStore, load_tracklets
 
 T0 = 1_700_000_000.0
 TOKEN = "s3cret-token"  # conftest.API_TOKEN
-PATHS = ["/cameras", "/health", "/identities", "/identities/{gid}", "/links", "/search/descriptor", "/search/image",
-         "/stats", "/tracklets/{tid}", "/tracklets/{tid}/similar", "/tracklets/{tid}/thumbnail"]
+PATHS = ["/cameras", "/health", "/identities", "/identities/count", "/identities/{gid}", "/links", "/search/descriptor",
+         "/search/image", "/stats", "/tracklets/{tid}", "/tracklets/{tid}/similar", "/tracklets/{tid}/thumbnail"]
 
 
 def basis(index: int) -> list[float]:

@@ -159,7 +159,11 @@ def test_list_identity_timeline_search_and_hit(driver, shared, matcher_url: str)
     assert [t.get_attribute("data-camera") for t in thumbs] == ["cam-a", "cam-b"]
     assert [t.get_attribute("data-tracklet") for t in thumbs] == [shared.ids["p1_a1"], shared.ids["p1_b"]]
     assert len(loaded_images(driver, g1)) == 2
-    assert "4 tracklets, 2 cameras" in g1.text and "2023-11-14 22:13:20 UTC" in g1.text
+    assert "4 tracklets \u00b7 50 s" in g1.text and "2023-11-14 22:13:20 UTC" in g1.text
+    assert "cross-camera" in g1.get_attribute("class") and "2 cams" in g1.text  # highlighted
+    assert "cross-camera" not in css(driver, 'li.identity[data-identity="g6"]')[0].get_attribute("class")
+    assert css(driver, "#identity-count")[0].text == "10 identities"
+    assert css(driver, "#clock-note")[0].text == "Times are UTC wall clock (live cameras, files read in real time)."
 
     # the filter "seen on several cameras"
     css(driver, "#multi-camera")[0].click()
@@ -182,14 +186,18 @@ def test_list_identity_timeline_search_and_hit(driver, shared, matcher_url: str)
     assert all(w >= 3 for w in widths)
     log = css(driver, "#decision-log tr.log-entry")
     assert sorted(e.get_attribute("data-kind") for e in log) == ["appearance", "appearance", "continuation", "new"]
-    assert any("0.800" in e.text and "looks like cam-a track 1" in e.text for e in log)
+    assert any("0.800 \u2265 0.600" in e.text and "looks like cam-a #1" in e.text for e in log)
+    assert "score (link threshold 0.600)" in css(driver, "#decision-log thead")[0].text
 
     # a thumbnail searches for look-alikes: the identity itself first, with a score
     css(driver, f'section.camera-group[data-camera="cam-b"] .thumb[data-tracklet="{shared.ids["p1_b"]}"]')[0].click()
     wait(driver, lambda d: css(d, "#search-panel")[0].get_attribute("data-ready") == "true", "the search hits")
     hits = css(driver, "li.search-hit")
     assert len(hits) >= 3 and hits[0].get_attribute("data-identity") == "g1"
-    assert "score 1.000" in hits[0].find_element("css selector", ".score").text
+    assert hits[0].find_element("css selector", ".score").text == "score 1.000 \u2265 0.600"  # beside the threshold
+    assert "above-threshold" in hits[0].get_attribute("class")
+    assert any("below-threshold" in hit.get_attribute("class") for hit in hits)
+    assert "links a tracklet to an identity at 0.600 or more" in css(driver, "#search-threshold")[0].text
     assert hits[0].get_attribute("data-tracklet") == shared.ids["p1_b"] and "cam-b" in hits[0].text
     assert float(hits[1].get_attribute("data-score")) < float(hits[0].get_attribute("data-score"))
     loaded_images(driver, hits[0])
@@ -264,3 +272,145 @@ def test_outages_are_shown_as_messages(driver, shared, serve, redis_server_facto
         assert css(driver, "#message")[0].text.endswith("Is the matcher running?")
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------------------------------ the list: paging, time
+
+
+def page_ids(driver: object) -> list[str | None]:
+    return attrs(driver, "li.identity", "data-identity")
+
+
+def test_paging_reaches_the_oldest_identity(driver, matcher_url: str) -> None:
+    """Four identities a page: the count, three pages, and the last one holds the oldest identity (g1)."""
+    open_page(driver, matcher_url, "browser/#/?per=4")
+    ready(driver, "list")
+    assert page_ids(driver) == ["g11", "g10", "g9", "g8"]
+    assert css(driver, "#identity-count")[0].get_attribute("data-total") == "10"
+    assert css(driver, "#pager-top .where")[0].text == "page 1 of 3: 1\u20134 of 10"
+    assert "disabled" in css(driver, "#pager-top .prev")[0].get_attribute("class")
+    css(driver, "#pager-bottom .last")[0].click()
+    wait(driver, lambda d: page_ids(d) == ["g2", "g1"], "the oldest page")
+    assert "page=3" in driver.current_url and "per=4" in driver.current_url
+    assert css(driver, "#pager-top .where")[0].text == "page 3 of 3: 9\u201310 of 10"
+    assert "disabled" in css(driver, "#pager-top .next")[0].get_attribute("class")
+    css(driver, "#pager-top .prev")[0].click()
+    wait(driver, lambda d: page_ids(d) == ["g7", "g6", "g4", "g3"], "the middle page")
+    css(driver, "#multi-camera")[0].click()  # a filter starts again at page 1, with its own count
+    wait(driver, lambda d: page_ids(d) == ["g4", "g3", "g2", "g1"] and "page=" not in d.current_url, "filtered")
+    assert css(driver, "#identity-count")[0].text == "4 identities"
+    assert css(driver, "#pager-top .where")[0].text == "page 1 of 1: 1\u20134 of 4"
+    assert javascript_errors(driver) == []
+
+
+def test_time_range_filter(driver, matcher_url: str) -> None:
+    """A range typed as UTC times keeps the identities with a tracklet ending in it; a bad time says why; the
+    'last hour' preset slides with the clock (the scenario is from 2023: nothing)."""
+    open_page(driver, matcher_url, "browser/#/")
+    ready(driver, "list")
+    from selenium.webdriver.support.ui import Select
+
+    Select(css(driver, "#time-range")[0]).select_by_value("custom")
+    since, until = css(driver, "#since")[0], css(driver, "#until")[0]
+    since.send_keys("2023-11-14 22:18:20")  # T0 + 300
+    until.send_keys("yesterday")
+    css(driver, "#apply-range")[0].click()
+    wait(driver, lambda d: "is not a time" in css(d, "#range-error")[0].text, "the error")
+    assert page_ids(driver)[0] == "g11"  # nothing applied
+    until.clear()
+    until.send_keys("2023-11-14 22:18:50 UTC")  # T0 + 330
+    css(driver, "#apply-range")[0].click()
+    wait(driver, lambda d: page_ids(d) == ["g8", "g7", "g6"], "the identities of the range")
+    assert f"since={1_700_000_300}" in driver.current_url and f"until={1_700_000_330}" in driver.current_url
+    assert css(driver, "#identity-count")[0].text == "3 identities"
+    assert css(driver, "#since")[0].get_attribute("value") == "2023-11-14 22:18:20 UTC"  # shown on its clock
+    Select(css(driver, "#time-range")[0]).select_by_value("3600")
+    wait(driver, lambda d: css(d, "#no-identities") and "last=3600" in d.current_url, "the last hour")
+    assert css(driver, "#identity-count")[0].text == "0 identities"
+
+
+def test_live_refresh_shows_new_identities_without_redrawing_the_filters(driver, private,  # noqa: ANN001
+                                                                         serve) -> None:
+    import numpy as np
+
+    from keyreid_stream.contracts import TrackletMessage
+    from keyreid_stream.matcher.queries import MatcherQueries
+    from keyreid_stream.matcher.records import Decision
+    from keyreid_stream.matcher.store import load_tracklets
+
+    api = serve(MatcherQueries(private.client, private.keys, private.index))
+    open_page(driver, api.url, "browser/#/?refresh=1", token=None)
+    ready(driver, "list")
+    assert page_ids(driver)[0] == "g11"
+    driver.execute_script("window.filtersBefore = document.getElementById('filters');"
+                          "document.getElementById('camera-filter').focus();")
+    first = int(wait(driver, lambda d: css(d, "#updated")[0].get_attribute("data-updated"), "a first update"))
+    wait(driver, lambda d: int(css(d, "#updated")[0].get_attribute("data-updated")) > first, "a refresh")
+    updated = css(driver, "#updated")[0].text
+    assert updated.startswith("updated ") and updated.endswith(" UTC")
+
+    message = TrackletMessage("cam-b", 99, 1_700_000_500.0, 1_700_000_510.0, 12, np.ones(16, np.float32),
+                              "testnet", "1")
+    assert private.store.ingest([message]) == ["stored"]
+    stored = {t.tracklet_id: t for t in load_tracklets(private.client, private.keys, [message.message_id])}
+    private.store.commit_decisions([Decision(message.message_id, "g12", "new", 0.0, None, (), ())], stored,
+                                   private.store.last_stream_id(), "lease-token")
+    wait(driver, lambda d: page_ids(d)[:2] == ["g12", "g11"], "the new identity")
+    assert css(driver, "#identity-count")[0].text == "11 identities"
+    assert driver.execute_script("return window.filtersBefore === document.getElementById('filters') && "
+                                 "document.activeElement.id === 'camera-filter';")  # not redrawn, focus kept
+    assert javascript_errors(driver) == []
+
+
+# ------------------------------------------------------------------------------------------ times and captions
+
+
+# (seconds, short): the same rule and text in Python (keyreid_stream.clock) and in the page (common.js)
+TIMES = [(0.0, False), (46.24, False), (46.25, False), (3723.96, True), (3723.96, False), (-1.5, False),
+         (999_999_999.0, False), (1_000_000_000.0, False), (1_700_000_000.9, False), (1_700_000_000.9, True)]
+
+
+def test_the_page_and_python_follow_one_clock_rule(driver, matcher_url: str) -> None:
+    from keyreid_stream.clock import clock_note, format_time
+    from keyreid_stream.contracts import short_track_id
+
+    open_page(driver, matcher_url, "browser/")
+    ready(driver, "list")
+    page = driver.execute_async_script("""
+        const [times, done] = arguments;
+        import("./common.js").then((m) => done({
+            when: times.map(([t, short]) => m.when(t, short)),
+            notes: [m.clockNote([1, 2]), m.clockNote([2e9]), m.clockNote([1, 2e9]), m.clockNote([null])],
+            parsed: ["0:01:20", "1:20", "80", "2023-11-14 22:13:20 UTC", "2023-11-14T22:13", "0:00:46.2 media"]
+                .map(m.parseTime),
+            track: m.trackLabel("cam1", 1733340000000012),
+        }));""", [list(t) for t in TIMES])
+    assert page["when"] == [format_time(t, short=short) for t, short in TIMES]
+    assert page["notes"] == [clock_note([1, 2]), clock_note([2e9]), clock_note([1, 2e9]), clock_note([None])]
+    assert page["parsed"] == [80, 80, 80, 1_700_000_000, 1_699_999_980, 46.2]
+    assert page["track"] == f"cam1 #{short_track_id(1733340000000012)}" == "cam1 #12"
+
+
+def test_media_time_is_shown_as_media_time_and_decisions_on_the_wall_clock(driver, media,  # noqa: ANN001
+                                                                           serve) -> None:
+    """Tracklets of files read faster than real time (media time) beside decisions taken on the matcher's clock:
+    each says which clock it is on, so 'decided' is never before 'first seen' on one clock."""
+    from keyreid_stream.matcher.queries import MatcherQueries
+
+    api = serve(MatcherQueries(media.client, media.keys, media.index))
+    open_page(driver, api.url, "browser/#/?multi=1", token=None)
+    ready(driver, "list")
+    assert css(driver, "#clock-note")[0].text.startswith("Times are media time (h:mm:ss from the start of the video")
+    g1 = css(driver, 'li.identity[data-identity="g1"]')[0]
+    assert "0:00:00.0 media\n4 tracklets \u00b7 50 s" in g1.text
+    driver.execute_script("window.location.hash = '#/identity/g1';")
+    ready(driver, "identity")
+    assert "0:00:00.0 media \u2013 0:00:50.0 media" in css(driver, ".summary")[0].text
+    assert "decisions are on the matcher's wall clock (UTC)" in css(driver, "#clock-note")[0].text
+    decided = [row.find_elements("css selector", "td")[0].text for row in css(driver, "#decision-log tr.log-entry")]
+    assert decided and all(text == "2023-11-14 22:30:02 UTC" for text in decided)  # T0 + 1002
+    captions = [c.text for c in css(driver, 'section.camera-group[data-camera="cam-a"] figcaption')]
+    assert captions == ["#1 \u00b7 0:00:00", "#1 \u00b7 0:00:05", "#3 \u00b7 0:00:40"]  # no 16-digit track ids
+    start = [row.find_elements("css selector", "td")[3].text for row in css(driver, "#tracklets tr.tracklet-row")]
+    assert start[0] == "0:00:00.0 media (10 s)"
+    assert javascript_errors(driver) == []

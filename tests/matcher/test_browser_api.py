@@ -69,6 +69,72 @@ def test_a_long_identity_is_summarised_from_its_recent_tracklets(private) -> Non
     assert summary.cameras == ["cam-a", "cam-z"]  # p3_a is among the most recent, p3_c (cam-c) is not
 
 
+# ------------------------------------------------------------------------------------------ pages and counts
+
+EVERYONE = ["g11", "g10", "g9", "g8", "g7", "g6", "g4", "g3", "g2", "g1"]
+
+
+@pytest.mark.parametrize(("filters", "expected"), [
+    ("", EVERYONE),
+    ("min_cameras=2", ["g4", "g3", "g2", "g1"]),
+    ("camera=cam-b", ["g10", "g7", "g4", "g1", "g2"]),
+    ("camera=cam-b&min_cameras=2", ["g4", "g1", "g2"]),
+    (f"until={T0 + 330}", ["g8", "g7", "g6", "g4", "g3", "g2", "g1"]),
+    (f"since={T0 + 300}&until={T0 + 330}", ["g8", "g7", "g6"]),
+    (f"since={T0 + 300}", ["g11", "g10", "g9", "g8", "g7", "g6"]),
+    (f"since={T0 + 1000}", []),
+])
+def test_pages_reach_every_identity_once_and_the_count_agrees(http: httpx.Client, filters: str,
+                                                              expected: list[str]) -> None:
+    for per in (1, 3, 4, 50):
+        listed = []
+        for offset in range(0, len(expected) + per, per):
+            response = http.get(f"/identities?{filters}&limit={per}&offset={offset}")
+            assert response.status_code == 200, response.text
+            listed += [row["identity_id"] for row in response.json()]
+        assert listed == expected, per
+    count = http.get(f"/identities/count?{filters}")
+    assert count.status_code == 200 and count.json() == {"total": len(expected), "exact": True}
+
+
+def test_a_count_that_runs_out_of_budget_says_so(shared) -> None:
+    from keyreid_stream.matcher.summaries import count_identities
+
+    counted = count_identities(shared.client, shared.keys, camera=None, low="-inf", high=repr(T0 + 1000),
+                               budget=5)  # 5 of the 19 decided tracklets read
+    assert not counted.exact and 1 <= counted.total <= 5
+    assert count_identities(shared.client, shared.keys, camera=None, low="-inf", high="+inf", min_cameras=2,
+                            budget=3).exact is False
+
+
+@pytest.mark.parametrize(("query", "match"), [
+    ("offset=-1", "offset"), ("offset=1000001", "offset"), ("offset=one", "offset"), ("limit=51", "limit must be"),
+])
+def test_bad_pages(http: httpx.Client, query: str, match: str) -> None:
+    response = http.get(f"/identities?{query}")
+    assert response.status_code == 400 and match in response.json()["detail"]
+
+
+def test_paging_and_counting_are_in_the_openapi_document(http: httpx.Client) -> None:
+    document = http.get("/openapi.json").json()
+    parameters = {p["name"]: p for p in document["paths"]["/identities"]["get"]["parameters"]}
+    schema = parameters["offset"]["schema"]
+    assert (schema["minimum"], schema["maximum"], schema["default"]) == (0, 1_000_000, 0)
+    count = document["paths"]["/identities/count"]["get"]
+    assert {p["name"] for p in count["parameters"]} == {"camera", "since", "until", "min_cameras"}
+    assert count["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/IdentityCount")
+    assert "media time" in document["info"]["description"]
+
+
+def test_stats_give_the_association_thresholds(shared, serve) -> None:  # noqa: ANN001
+    from keyreid_stream.matcher.answers import Thresholds
+
+    assert httpx.get(f"{serve(MatcherQueries(shared.client, shared.keys, shared.index)).url}/stats"
+                     ).json()["thresholds"] is None
+    api = serve(MatcherQueries(shared.client, shared.keys, shared.index, thresholds=Thresholds(0.62, 0.7, 0.3)))
+    assert httpx.get(f"{api.url}/stats").json()["thresholds"] == {"link": 0.62, "merge": 0.7, "split": 0.3}
+
+
 # ------------------------------------------------------------------------------------------ look-alikes
 
 
@@ -133,7 +199,9 @@ def test_root_redirects_to_the_browser(http: httpx.Client) -> None:
 @pytest.mark.parametrize(("path", "media", "needle"), [
     ("/browser/", "text/html", 'src="browser.js"'),
     ("/browser/index.html", "text/html", 'href="browser.css"'),
-    ("/browser/browser.js", "javascript", "tracklets/${encodeURIComponent(tid)}/similar"),
+    ("/browser/browser.js", "javascript", 'from "./list.js"'),
+    ("/browser/search.js", "javascript", "tracklets/${encodeURIComponent(tid)}/similar"),
+    ("/browser/list.js", "javascript", 'request("identities/count"'),
     ("/browser/common.js", "javascript", "Authorization = `Bearer ${secret}`"),
     ("/browser/browser.css", "text/css", ".search-hit"),
 ])

@@ -192,3 +192,14 @@ def test_bad_times_are_usage_errors(query, text: str, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit) as caught:
         query("identities", "--since", text)
     assert caught.value.code == 2 and "--since" in capsys.readouterr().err
+
+
+def test_summaries_show_media_time_as_media_time() -> None:
+    """The query CLI follows the clock rule: ISO-8601 UTC for wall-clock times, media time said so."""
+    from keyreid_stream.matcher.client import format_identities
+
+    rows = [{"identity_id": "g2", "last_seen": 75.8, "first_seen": 4.6, "num_tracklets": 3, "cameras": ["cam1"]},
+            {"identity_id": "g1", "last_seen": T0 + 50, "first_seen": T0, "num_tracklets": 1, "cameras": ["cam2"]}]
+    lines = format_identities(rows).splitlines()
+    assert lines[1].split()[:5] == ["g2", "0:01:15.8", "media", "0:00:04.6", "media"]
+    assert "2023-11-14T22:14:10.000Z  2023-11-14T22:13:20.000Z" in lines[2]

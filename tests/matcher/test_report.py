@@ -122,3 +122,34 @@ def test_report_errors(shared, api_server, secured_server, tmp_path) -> None:
     summary = write_report(QueryClient(secured_server.url, token="s3cret-token"), tmp_path / "r.html", title="t",
                            min_cameras=3, limit=5)
     assert summary.identities == 1 and list(read(summary.path).sections) == ["g4"]
+
+
+def test_report_highlights_cross_camera_identities_and_shows_the_link_check(shared, api_server, tmp_path) -> None:
+    from keyreid_stream.demo.geometry import LinkQuality
+
+    path = tmp_path / "report.html"
+    write_report(QueryClient(api_server.url), path, title="t", thumbnails_per_camera=0, limit=50,
+                 link_check=LinkQuality(true_pairs=10, predicted_pairs=8, correct_pairs=6),
+                 link_check_note="Checked against the views' geometry.")
+    page = read(path)
+    highlighted = [a["data-identity"] for tag, a in page.tags if tag == "section" and "cross-camera" in a["class"]]
+    assert highlighted == ["g4", "g3", "g2", "g1"]
+    assert sum(1 for tag, a in page.tags if tag == "tr" and a.get("class") == "cross-camera") == 4
+    text = " ".join("".join(page.text).split())
+    assert "4 of 10 identities seen on more than one camera: g4 (cam-a, cam-b, cam-c), g3 (cam-a, cam-c)" in text
+    assert "Links checked6 of 8 linked track pairs are right: precision 0.75; 6 of the 10 true pairs were found: " \
+           "recall 0.60.Checked against the views' geometry." in text  # heading, numbers, how (no spaces between)
+    assert "The times are UTC wall clock (live cameras, files read in real time); decisions are on the matcher's " \
+           "wall clock (UTC)." in text
+
+
+def test_report_shows_media_time_as_media_time(media, serve, tmp_path) -> None:
+    """Tracklets of files read faster than real time: media time, said so; decisions: the matcher's wall clock."""
+    path = tmp_path / "report.html"
+    write_report(QueryClient(serve(MatcherQueries(media.client, media.keys, media.index)).url), path, title="t")
+    text = " ".join("".join(read(path).text).split())
+    assert "The times are media time (h:mm:ss from the start of the video: files read faster than real time)" in text
+    assert "0:00:00.0 media to 0:00:50.0 media (50.0 s)" in text  # g1's span
+    assert "decided (matcher's clock)" in text
+    assert "2023-11-14 22:30:02 UTCnewcam-a #1" in text  # the cells of a log row
+    assert "link-check" not in path.read_text()  # no check given, no section

@@ -137,16 +137,14 @@ def test_public_detections_become_acknowledged_tracklet_messages(scene: Scene, m
     assert len(messages) == 3, [(m.track_id, m.start_time, m.end_time) for m in messages]
     assert report.publisher.acked == 3 and report.publisher.dropped == 0
     assert report.counters["cam1.frames"] == scene.frames
-    origin = messages[0].start_time  # walker 0 is there from frame 0
-    for message, walker in zip(messages, WALKERS):
+    for message, walker in zip(messages, WALKERS):  # media time: seconds from the start of the file
         assert message.camera_id == "cam1" and message.model_name == "keyreid_test"
         assert message.descriptor.shape == (DESCRIPTOR_DIM,) and np.isfinite(message.descriptor).all()
-        assert message.start_time - origin == pytest.approx(walker.first / FPS, abs=0.15)
-        assert message.end_time - origin == pytest.approx(walker.last / FPS, abs=0.15)
+        assert message.start_time == pytest.approx(walker.first / FPS, abs=0.15)
+        assert message.end_time == pytest.approx(walker.last / FPS, abs=0.15)
         assert abs(message.num_frames - (walker.last - walker.first + 1)) <= 2
         thumbnail = cv2.imdecode(np.frombuffer(message.thumbnail_jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert thumbnail.shape[0] == 128
-        assert abs(message.end_time - time.time()) < 120  # capture-clock timestamps, not frame numbers
     assert len({m.track_id for m in messages}) == 3
     assert matcher.heartbeats and {h.camera_id for h in matcher.heartbeats} == {"cam1"}
     last = max(matcher.heartbeats, key=lambda h: h.sequence)

@@ -1,4 +1,4 @@
-"""The worker's pose wiring (``pose.backend`` in the worker config) with the real BlazePose model.
+"""The worker service: which clock each camera's times are on, and the pose wiring (``pose.backend`` in the worker config) with the real BlazePose model.
 
 A worker config file names ``pose: {backend: blazepose, options: {model: ...}}``; the keypoint function the worker
 builds from it answers frame-pixel joints inside the tracked boxes, and a whole worker (an image-folder camera,
@@ -19,8 +19,8 @@ from worker_harness import Matcher
 
 from keyreid_stream.config.loader import load_config
 from keyreid_stream.contracts import Frame
-from keyreid_stream.workers.config import WorkerConfig
-from keyreid_stream.workers.service import _build_keypoints, run_worker
+from keyreid_stream.workers.config import CameraConfig, WorkerConfig
+from keyreid_stream.workers.service import _build_keypoints, _clock, run_worker
 
 SCALE = 0.5  # bus.jpg at half size: 405 x 540
 BOXES = np.array([[50, 398, 245, 903], [223, 408, 344, 860]], np.float32) * SCALE  # two men facing the camera
@@ -91,3 +91,14 @@ def test_a_worker_runs_blazepose_on_every_kept_observation(
     assert report.counters.get("street.frames") == FRAMES
     assert report.stages["pose"].items == FRAMES * len(BOXES)  # every kept observation went through BlazePose
     assert len(matcher.messages) == 2 and report.publisher.acked == 2 and report.publisher.dropped == 0
+
+
+@pytest.mark.parametrize(("camera", "live", "expected"), [
+    (CameraConfig("c", "rtsp://cam/1"), True, "UTC wall clock"),
+    (CameraConfig("c", "a.mp4", pace=True), False, "UTC wall clock"),
+    (CameraConfig("c", "a.mp4"), False, "media time, seconds from the start of the file"),
+    (CameraConfig("c", "a.mp4", start_time=1_700_000_000.0), False, "from start_time 2023-11-14 22:13:20 UTC"),
+    (CameraConfig("c", "a.mp4", pace=True, start_time=30.0), False, "from start_time 0:00:30.0 media"),
+])
+def test_each_camera_says_which_clock(camera: CameraConfig, live: bool, expected: str) -> None:
+    assert _clock(camera, live) == expected

@@ -12,6 +12,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from keyreid_stream.clock import is_media_time  # noqa: E402
 from keyreid_stream.contracts import ContractError, Frame  # noqa: E402
 from keyreid_stream.workers import sources  # noqa: E402
 from keyreid_stream.workers.sources import (  # noqa: E402
@@ -281,10 +282,18 @@ def test_file_source_stride_and_loop(clip: Path, kwargs: dict[str, Any], expecte
 
 
 def test_fps_argument_overrides_the_container_clock(clip: Path) -> None:
-    before = time.time()
     frames = _read(open_source(clip, "cam", fps=4.0, max_frames=3))
-    assert before <= frames[0].timestamp <= time.time()  # start_time defaults to the opening time
-    assert [f.timestamp - frames[0].timestamp for f in frames] == pytest.approx([0.0, 0.25, 0.5])
+    assert [f.timestamp for f in frames] == pytest.approx([0.0, 0.25, 0.5])  # media time
+
+
+@pytest.mark.parametrize("source", ["file", "folder"])
+def test_files_read_faster_than_real_time_are_on_media_time(clip: Path, image_folder: Path, source: str) -> None:
+    """The clock rule (keyreid_stream.clock): a file read as fast as possible is stamped with media time, seconds
+    from its start, never with wall-clock moments still to come (the end of an 8 s clip read in 0.1 s)."""
+    frames = _read(open_source(clip if source == "file" else image_folder, "cam", fps=FPS))
+    assert frames[0].timestamp == 0.0
+    assert [f.timestamp for f in frames] == pytest.approx([f.index / FPS for f in frames])
+    assert all(is_media_time(f.timestamp) for f in frames)
 
 
 @pytest.mark.parametrize(

@@ -1,117 +1,31 @@
 // keyreid-stream identity browser: a single page over the matcher's query API (plain JavaScript modules, no build
-// step, no external resources). Routes live in the URL's hash: "#/" (the identity list, with
-// "?camera=..&multi=1"), "#/identity/g42". Common helpers and the API client are in common.js.
+// step, no external resources). Routes live in the URL's hash: "#/" (the identity list, see list.js), and
+// "#/identity/g42". The data on screen refreshes by itself every few seconds ("live", "&refresh=S" in the hash)
+// and is redrawn only when it changed. Helpers and the API client are in common.js, look-alikes in search.js.
 import {
-  $, TOKEN_KEY, checkHealth, duration, el, identityHash, message, plural, request, score, short, showError, svg,
-  thumbnail, thumbnails, updateTokenButton, when,
+  $, TOKEN_KEY, checkHealth, clockNote, duration, el, message, plural, request, short, shortTrack, showError, svg,
+  thumbnails, trackLabel, updateTokenButton, when,
 } from "./common.js";
+import { fetchList, renderList, updateList } from "./list.js";
+import { hidePanel, loadThresholds, scoreText, searchSimilar, thresholdText, thumb } from "./search.js";
 
-const LIST_LIMIT = 100;
-const SEARCH_K = 8;
+const REFRESH_S = 10;
 
 let generation = 0; // increases with every route change: late answers of an older view are dropped
-let searchGeneration = 0;
-
-// ------------------------------------------------------------------------------------------ thumbnails
-
-function thumb(tid, camera, caption, hasImage = true, label = `${short(tid)} on ${camera}`) {
-  const figure = el("figure", {
-    class: "thumb", "data-tracklet": tid, "data-camera": camera, tabindex: 0, role: "button",
-    title: `tracklet ${tid} on ${camera}: click to find look-alikes`,
-  });
-  const placeholder = el("div", { class: "no-image", text: hasImage ? "loading" : "no image" });
-  figure.append(placeholder, el("figcaption", { text: caption }));
-  if (hasImage) fillImage(placeholder, tid, `tracklet ${tid} on ${camera}`);
-  const search = () => searchSimilar(tid, label);
-  figure.addEventListener("click", search);
-  figure.addEventListener("keydown", (event) => { if (event.key === "Enter") search(); });
-  return figure;
-}
-
-function fillImage(placeholder, tid, alt) {
-  thumbnail(tid).then((url) => {
-    if (!placeholder.parentNode) return;
-    if (url === null) {
-      placeholder.textContent = "no image";
-      return;
-    }
-    placeholder.replaceWith(el("img", { src: url, alt, "data-tracklet": tid }));
-  });
-}
-
-// ------------------------------------------------------------------------------------------ the list
-
-async function renderList(params, gen) {
-  const camera = params.get("camera") || "";
-  const multi = params.get("multi") === "1";
-  const [cameras, rows] = await Promise.all([
-    request("cameras"),
-    request("identities", { camera, min_cameras: multi ? 2 : null, limit: LIST_LIMIT }),
-  ]);
-  if (gen !== generation) return;
-  const view = $("view");
-  view.replaceChildren();
-  view.dataset.view = "list";
-
-  const select = el("select", { id: "camera-filter" }, el("option", { value: "", text: "all cameras" }));
-  for (const item of cameras) {
-    select.append(el("option", { value: item.camera_id, text: `${item.camera_id} (${item.tracklets})` }));
-  }
-  select.value = camera;
-  const checkbox = el("input", { id: "multi-camera", type: "checkbox", checked: multi });
-  const apply = () => {
-    const query = new URLSearchParams();
-    if (select.value) query.set("camera", select.value);
-    if (checkbox.checked) query.set("multi", "1");
-    const text = query.toString();
-    window.location.hash = `#/${text ? `?${text}` : ""}`;
-  };
-  select.addEventListener("change", apply);
-  checkbox.addEventListener("change", apply);
-  view.append(
-    el("h1", { text: "Identities" }),
-    el("form", { id: "filters", onsubmit: (event) => event.preventDefault() },
-      el("label", {}, "Camera ", select),
-      el("label", {}, checkbox, " seen on several cameras")),
-  );
-
-  if (rows.length === 0) {
-    view.append(el("p", { class: "empty", id: "no-identities", text: "No identity matches these filters." }));
-    return;
-  }
-  const list = el("ul", { id: "identity-list" });
-  for (const row of rows) list.append(identityItem(row));
-  view.append(list);
-  if (rows.length === LIST_LIMIT) {
-    view.append(el("p", { class: "muted", text: `The ${LIST_LIMIT} most recent identities are shown.` }));
-  }
-}
-
-function identityItem(row) {
-  const span = row.first_seen === null ? when(row.last_seen)
-    : `${when(row.first_seen)} \u2013 ${when(row.last_seen)} (${duration(row.last_seen - row.first_seen)})`;
-  const cameras = plural(row.cameras.length, "camera");
-  const more = row.cameras_complete ? "" : " (or more)";
-  const thumbs = el("div", { class: "thumbs" });
-  for (const camera of row.cameras) {
-    const tid = row.thumbnails[camera];
-    thumbs.append(tid ? thumb(tid, camera, camera, true, `${row.identity_id} on ${camera}`)
-      : el("figure", { class: "thumb missing", "data-camera": camera },
-        el("div", { class: "no-image", text: "no image" }), el("figcaption", { text: camera })));
-  }
-  return el("li", { class: "identity", "data-identity": row.identity_id },
-    el("div", { class: "meta" },
-      el("a", { class: "identity-link", href: identityHash(row.identity_id), text: row.identity_id }),
-      el("span", { class: "time-span", text: span }),
-      el("span", { class: "counts", text: `${plural(row.num_tracklets, "tracklet")}, ${cameras}${more}` })),
-    thumbs);
-}
+let shown = null; // what the current view shows: {kind, key, state, refresh()} for the live refresh
+let refreshing = false;
+let refreshFailed = false; // the last refresh showed an error: the next good one clears it
 
 // ------------------------------------------------------------------------------------------ one identity
 
 async function renderIdentity(gid, gen) {
   const data = await request(`identities/${encodeURIComponent(gid)}`);
-  if (gen !== generation) return;
+  if (gen !== generation) return null;
+  drawIdentity(data);
+  return data;
+}
+
+function drawIdentity(data) {
   const view = $("view");
   view.replaceChildren();
   view.dataset.view = "identity";
@@ -122,8 +36,9 @@ async function renderIdentity(gid, gen) {
   }
   const span = data.first_seen === null ? "-"
     : `${when(data.first_seen)} \u2013 ${when(data.last_seen)} (${duration(data.last_seen - data.first_seen)})`;
-  const names = new Map(data.tracklets.map((t) => [t.tracklet_id, `${t.camera_id} track ${t.track_id}`]));
+  const names = new Map(data.tracklets.map((t) => [t.tracklet_id, trackLabel(t.camera_id, t.track_id)]));
   const name = (tid) => names.get(tid) || short(tid);
+  const note = clockNote([data.first_seen]);
   const parts = [
     el("p", {}, el("a", { href: "#/", text: "\u2190 all identities" })),
     el("h1", { id: "identity-title", "data-identity": data.identity_id, text: `Identity ${data.identity_id}` }),
@@ -134,6 +49,8 @@ async function renderIdentity(gid, gen) {
     el("p", { class: "summary", text: `${span}; ${plural(data.num_tracklets, "tracklet")} on `
       + `${data.cameras.join(", ") || "no camera"}`
       + (data.truncated ? ` (the ${data.tracklets.length} most recent are shown)` : "") }),
+    el("p", { id: "clock-note", class: "muted", text: note
+      ? `The ${note}; decisions are on the matcher's wall clock (UTC).` : "" }),
     el("h2", { text: "Per camera" }),
     cameraGroups(byCamera),
     el("h2", { text: "Timeline" }),
@@ -155,8 +72,10 @@ function cameraGroups(byCamera) {
   for (const [camera, tracklets] of byCamera) {
     const thumbs = el("div", { class: "thumbs" });
     for (const t of tracklets) {
-      thumbs.append(thumb(t.tracklet_id, camera, `track ${t.track_id}, ${when(t.start_time).slice(11, 19)}`,
-        t.has_thumbnail, `${camera} track ${t.track_id}`));
+      const label = trackLabel(camera, t.track_id);
+      const caption = `${shortTrack(t.track_id)} \u00b7 ${when(t.start_time, true)}`;
+      thumbs.append(thumb(t.tracklet_id, camera, caption,
+        { hasImage: t.has_thumbnail, label, title: `${label} (track ${t.track_id}), ${when(t.start_time)}` }));
     }
     box.append(el("section", { class: "camera-group", "data-camera": camera },
       el("h3", { text: `${camera} (${tracklets.length})` }), thumbs));
@@ -190,9 +109,9 @@ function timeline(data, byCamera) {
         x: left.toFixed(1), y: y + 4, height: rowHeight - 10,
         width: Math.max(x(t.end_time) - left, 3).toFixed(1),
       });
-      bar.append(svg("title", {}, `${camera} track ${t.track_id}: ${when(t.start_time)} \u2013 `
-        + `${when(t.end_time)}, ${t.decision_kind || "not decided"} ${score(t.decision_score)}`));
-      bar.addEventListener("click", () => searchSimilar(t.tracklet_id, `${camera} track ${t.track_id}`));
+      bar.append(svg("title", {}, `${trackLabel(camera, t.track_id)}: ${when(t.start_time)} \u2013 `
+        + `${when(t.end_time)}, ${t.decision_kind || "not decided"} ${scoreText(t.decision_score)}`));
+      bar.addEventListener("click", () => searchSimilar(t.tracklet_id, trackLabel(camera, t.track_id)));
       group.append(bar);
     }
     chart.append(group);
@@ -217,6 +136,11 @@ function describe(entry, name) {
   return entry.kind;
 }
 
+function scoreHeader() {
+  const threshold = thresholdText();
+  return threshold ? `score (${threshold})` : "score";
+}
+
 function decisionLog(log, name) {
   if (log.length === 0) return el("p", { class: "empty", id: "decision-log", text: "No decision recorded." });
   const body = el("tbody");
@@ -226,11 +150,11 @@ function decisionLog(log, name) {
       el("td", { text: entry.kind }),
       el("td", { title: entry.tracklet || "", text: entry.tracklet ? name(entry.tracklet) : "" }),
       el("td", { text: describe(entry, name) }),
-      el("td", { class: "score", text: score(entry.score) })));
+      el("td", { class: "score", text: scoreText(entry.score) })));
   }
   return el("table", { id: "decision-log" },
-    el("thead", {}, el("tr", {}, ...["decided", "kind", "tracklet", "why", "score"]
-      .map((name) => el("th", { text: name })))),
+    el("thead", {}, el("tr", {}, ...["decided (matcher's clock)", "kind", "tracklet", "why", scoreHeader()]
+      .map((text) => el("th", { text })))),
     body);
 }
 
@@ -242,16 +166,16 @@ function trackletTable(tracklets, name) {
     body.append(el("tr", { class: "tracklet-row", "data-tracklet": t.tracklet_id },
       el("td", { class: "tid", title: t.tracklet_id, text: short(t.tracklet_id) }),
       el("td", { text: t.camera_id }),
-      el("td", { text: String(t.track_id) }),
+      el("td", { title: `track ${t.track_id}`, text: shortTrack(t.track_id) }),
       el("td", { text: `${when(t.start_time)} (${duration(t.end_time - t.start_time)})` }),
       el("td", { text: t.decision_kind || "not decided" }),
-      el("td", { class: "score", text: score(t.decision_score) }),
+      el("td", { class: "score", text: scoreText(t.decision_score) }),
       el("td", { title: t.matched_tracklet || "", text: t.matched_tracklet ? name(t.matched_tracklet) : "-" }),
       el("td", {}, details)));
   }
   return el("table", { id: "tracklets" },
-    el("thead", {}, el("tr", {}, ...["tracklet", "camera", "track", "start", "decision", "score", "matched", ""]
-      .map((name) => el("th", { text: name })))),
+    el("thead", {}, el("tr", {}, ...["tracklet", "camera", "track", "start", "decision", scoreHeader(), "matched", ""]
+      .map((text) => el("th", { text })))),
     body);
 }
 
@@ -267,7 +191,8 @@ async function loadDecision(details, tid) {
       return;
     }
     for (const c of decision.candidates) {
-      list.append(el("li", { class: "candidate", text: `${c.identity} ${score(c.score)} via ${short(c.tracklet_id)}` }));
+      const text = `${c.identity} ${scoreText(c.score)} via ${short(c.tracklet_id)}`;
+      list.append(el("li", { class: "candidate", text }));
     }
     for (const r of decision.rejected) {
       list.append(el("li", { class: "rejected", text: `${r.identity} excluded: ${r.reason}` }));
@@ -279,77 +204,88 @@ async function loadDecision(details, tid) {
   }
 }
 
-// ------------------------------------------------------------------------------------------ look-alikes
+// ------------------------------------------------------------------------------------------ live refresh
 
-async function searchSimilar(tid, label = short(tid)) {
-  const gen = ++searchGeneration;
-  const panel = $("search-panel");
-  const results = $("search-results");
-  panel.hidden = false;
-  panel.dataset.tracklet = tid;
-  panel.dataset.ready = "false";
-  $("search-query").textContent = label;
-  $("search-query").title = tid;
-  results.replaceChildren(el("li", { class: "muted", text: "searching" }));
-  panel.scrollIntoView({ block: "nearest" });
-  let hits;
-  try {
-    hits = await request(`tracklets/${encodeURIComponent(tid)}/similar`, { k: SEARCH_K });
-  } catch (error) {
-    if (gen !== searchGeneration) return;
-    results.replaceChildren(el("li", { class: "muted", text: "the search failed" }));
-    showError(error);
-    return;
-  }
-  if (gen !== searchGeneration) return;
-  const current = $("identity-title");
-  const shown = current ? current.dataset.identity : null;
-  results.replaceChildren();
-  if (hits.length === 0) results.append(el("li", { class: "empty", text: "No identity found." }));
-  for (const hit of hits) {
-    const open = () => {
-      hidePanel();
-      window.location.hash = identityHash(hit.identity_id);
-    };
-    const picture = el("div", { class: "no-image", text: "loading" });
-    const item = el("li", {
-      class: `search-hit${hit.identity_id === shown ? " same-identity" : ""}`, tabindex: 0, role: "link",
-      "data-identity": hit.identity_id, "data-tracklet": hit.best_tracklet, "data-score": hit.score,
-      title: `open identity ${hit.identity_id}`,
-    }, picture, el("div", { class: "hit-text" },
-      el("span", { class: "hit-identity", text: hit.identity_id }),
-      el("span", { class: "score", text: `score ${score(hit.score)}` }),
-      el("span", { class: "camera", text: hit.best_camera }),
-      el("span", { class: "hits", text: `${plural(hit.tracklets_hit, "near tracklet")}` })));
-    item.addEventListener("click", open);
-    item.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
-    results.append(item);
-    fillImage(picture, hit.best_tracklet, `best tracklet of ${hit.identity_id}`);
-  }
-  panel.dataset.ready = "true";
+function refreshSeconds() {
+  const query = (window.location.hash.split("?")[1] || "");
+  const value = Number(new URLSearchParams(query).get("refresh"));
+  return Number.isFinite(value) && value >= 1 && value <= 3600 ? value : REFRESH_S;
 }
 
-function hidePanel() {
-  searchGeneration += 1;
-  $("search-panel").hidden = true;
-  $("search-results").replaceChildren();
+function markUpdated() {
+  const now = Date.now();
+  const stamp = $("updated");
+  stamp.textContent = `updated ${when(now / 1000, true)} UTC`;
+  stamp.title = `data read from the matcher at ${when(now / 1000)}; `
+    + `refreshed every ${refreshSeconds()} s while live`;
+  stamp.dataset.updated = String(now);
+}
+
+// Read the shown view's data again; redraw only what changed, never the filters, keeping the scroll position
+async function refresh() {
+  if (refreshing || shown === null || !$("live").checked || document.hidden) return;
+  if ($("view").dataset.ready !== "true") return;
+  const gen = generation;
+  const current = shown;
+  refreshing = true;
+  try {
+    const data = current.kind === "list" ? await fetchList(current.state)
+      : await request(`identities/${encodeURIComponent(current.key)}`);
+    if (gen !== generation) return;
+    const text = JSON.stringify(data);
+    if (text !== current.text) {
+      const busy = current.kind === "identity" && document.querySelector("details.tracklet-decision[open]");
+      if (!busy) {
+        const { scrollX, scrollY } = window;
+        if (current.kind === "list") updateList(current.state, data);
+        else drawIdentity(data);
+        window.scrollTo(scrollX, scrollY);
+        current.text = text;
+      }
+    }
+    markUpdated();
+    if (refreshFailed) message("");
+    refreshFailed = false;
+  } catch (error) {
+    if (gen === generation) {
+      refreshFailed = true;
+      showError(error);
+    }
+  } finally {
+    refreshing = false;
+  }
+}
+
+let timer = null;
+
+function schedule() {
+  if (timer !== null) window.clearInterval(timer);
+  timer = window.setInterval(refresh, refreshSeconds() * 1000);
 }
 
 // ------------------------------------------------------------------------------------------ routing
 
 function route() {
   const gen = ++generation;
+  shown = null;
   hidePanel();
   message("");
+  schedule();
   const view = $("view");
   view.dataset.ready = "false";
   const hash = window.location.hash.replace(/^#/, "") || "/";
   const [path, query] = hash.split("?");
   const match = path.match(/^\/identity\/([^/]+)$/);
-  const job = match ? renderIdentity(decodeURIComponent(match[1]), gen)
-    : renderList(new URLSearchParams(query || ""), gen);
-  job.then(() => {
-    if (gen === generation) view.dataset.ready = "true";
+  const job = match
+    ? loadThresholds().then(() => renderIdentity(decodeURIComponent(match[1]), gen))
+      .then((data) => data && { kind: "identity", key: data.requested_id, text: JSON.stringify(data) })
+    : renderList(new URLSearchParams(query || ""), gen, () => generation)
+      .then((result) => result && { kind: "list", state: result.state, text: JSON.stringify(result.data) });
+  job.then((result) => {
+    if (gen !== generation || result === null) return;
+    shown = result;
+    markUpdated();
+    view.dataset.ready = "true";
   }).catch((error) => {
     if (gen !== generation) return;
     view.dataset.ready = "error";
@@ -376,7 +312,9 @@ function init() {
     route();
   });
   $("search-close").addEventListener("click", hidePanel);
+  $("live").addEventListener("change", () => { if ($("live").checked) refresh(); });
   window.addEventListener("hashchange", route);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   updateTokenButton();
   checkHealth();
   window.setInterval(checkHealth, 30000);

@@ -33,10 +33,68 @@ export function svg(tag, attrs, text) {
   return node;
 }
 
-export function when(seconds) {
-  if (seconds === null || seconds === undefined) return "-";
-  return new Date(seconds * 1000).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+// ------------------------------------------------------------------------------------------ times and track ids
+// The clock rule of keyreid_stream/clock.py: a time below MEDIA_TIME_LIMIT is media time (seconds from the start
+// of a recording read faster than real time), anything else unix seconds shown in UTC. Every time says which.
+
+export const MEDIA_TIME_LIMIT = 1e9; // keyreid_stream.clock.MEDIA_TIME_LIMIT
+export const TRACK_ID_SPAN = 1e6; // keyreid_stream.contracts.TRACK_ID_SPAN
+export const isMedia = (seconds) => seconds < MEDIA_TIME_LIMIT;
+
+function mediaText(seconds, decimals) {
+  const scale = 10 ** decimals;
+  const total = Math.floor(Math.abs(seconds) * scale + 0.5);
+  const hours = Math.floor(total / (3600 * scale));
+  const minutes = Math.floor((total % (3600 * scale)) / (60 * scale));
+  const rest = total % (60 * scale);
+  const two = (n) => String(n).padStart(2, "0");
+  const fraction = decimals ? `.${String(rest % scale).padStart(decimals, "0")}` : "";
+  return `${seconds < 0 ? "-" : ""}${hours}:${two(minutes)}:${two(Math.floor(rest / scale))}${fraction}`;
 }
+
+// "0:01:04.6 media" or "2026-12-04 20:33:46 UTC"; short: "0:01:04" or "20:33:46" (where the clock is stated)
+export function when(seconds, short = false) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "-";
+  if (isMedia(seconds)) return short ? mediaText(seconds, 0) : `${mediaText(seconds, 1)} media`;
+  const iso = new Date(Math.floor(seconds) * 1000).toISOString();
+  return short ? iso.slice(11, 19) : `${iso.slice(0, 19).replace("T", " ")} UTC`;
+}
+
+const CLOCK_NOTES = {
+  media: "times are media time (h:mm:ss from the start of the video: files read faster than real time)",
+  wall: "times are UTC wall clock (live cameras, files read in real time)",
+  both: "times are media time (h:mm:ss from the start of the video, files read faster than real time) or UTC "
+    + "wall clock (live cameras, files read in real time), as each says",
+};
+
+// keyreid_stream.clock.clock_note: the sentence that says which clock these times are on
+export function clockNote(times) {
+  const known = times.filter((t) => t !== null && t !== undefined && Number.isFinite(t));
+  const media = known.some(isMedia);
+  const wall = known.some((t) => !isMedia(t));
+  if (media && wall) return CLOCK_NOTES.both;
+  return media ? CLOCK_NOTES.media : wall ? CLOCK_NOTES.wall : "";
+}
+
+// A time typed by the user: "2026-12-04 20:30[:15]" (UTC), "0:01:20" or "1:20" (media time), or seconds
+export function parseTime(text) {
+  const value = String(text).trim().replace(/\s*(UTC|Z|media)$/i, "");
+  if (value === "") return null;
+  if (/^\d+(\.\d+)?$/.test(value)) return Number(value);
+  let match = value.match(/^(\d+):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?$/);
+  if (match) {
+    return match[3] === undefined ? Number(match[1]) * 60 + Number(match[2])
+      : Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3]);
+  }
+  match = value.match(/^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?$/);
+  const parsed = match ? Date.parse(`${match[1]}T${match[2] || "00:00"}Z`) : NaN;
+  if (!Number.isNaN(parsed)) return parsed / 1000;
+  throw new Error(`"${text}" is not a time: write 2026-12-04 20:30 (UTC), 0:01:20 (media time) or seconds`);
+}
+
+// "#12" and "cam1 #12": the worker's own count in the track id (the full id goes in a title)
+export const shortTrack = (trackId) => `#${Number(trackId) % TRACK_ID_SPAN}`;
+export const trackLabel = (camera, trackId) => `${camera} ${shortTrack(trackId)}`;
 
 export function duration(seconds) {
   if (!(seconds >= 0)) return "";
