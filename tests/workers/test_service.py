@@ -1,4 +1,5 @@
-"""The worker service: which clock each camera's times are on, and the pose wiring (``pose.backend`` in the worker config) with the real BlazePose model.
+"""The worker service: which clock each camera's times are on, and the pose wiring (``pose.backend`` in the
+worker config) with the real BlazePose model.
 
 A worker config file names ``pose: {backend: blazepose, options: {model: ...}}``; the keypoint function the worker
 builds from it answers frame-pixel joints inside the tracked boxes, and a whole worker (an image-folder camera,
