@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import re
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -45,6 +44,7 @@ from keyreid_stream.matcher.answers import (
     Unavailable,
     Visit,
 )
+from keyreid_stream.matcher.images import ImageError, decode_image
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.records import normalize
@@ -62,7 +62,6 @@ _TRACKLET_RE = re.compile(r"[0-9a-f]{32}")
 _IDENTITY_RE = re.compile(r"g[0-9]{1,19}")
 _CAMERA_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SPACE_RE = re.compile(r"[^\x00-\x1f]{1,200}")
-_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 _FIELDS = ("camera", "track", "start", "end", "frames", "model", "version", "space", "dim", "ingested", "thumb",
            "identity", "decision", "link_to", "link_score", "link_kind")
 
@@ -108,28 +107,6 @@ def _space_dim(space: str) -> int | None:
     """The dimension a space name ends with (``name@version/dim``)."""
     _, _, dim = space.rpartition("/")
     return int(dim) if dim.isdigit() else None
-
-
-def _image_pixels(data: bytes) -> int | None:
-    """Width x height read from a PNG or JPEG header before decoding anything (None when not found)."""
-    if data.startswith(_PNG) and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk comes first
-        return width * height
-    if not data.startswith(_JPEG):
-        return None
-    position = 2
-    while position + 9 <= len(data) and data[position] == 0xFF:
-        marker = data[position + 1]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
-            height, width = struct.unpack(">HH", data[position + 5: position + 9])
-            return height * width
-        if marker == 0xFF:  # fill byte
-            position += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
-            position += 2
-        else:
-            position += 2 + struct.unpack(">H", data[position + 2: position + 4])[0]
-    return None
 
 
 def _rescored(neighbours: Sequence[tuple[str, float]], replies: Sequence[Sequence[bytes | None]],
@@ -511,14 +488,10 @@ class MatcherQueries:
             raise Unavailable("image search is not enabled on this matcher (configure search.arch and "
                               "search.checkpoint)")
         k = self._limit(k, "k")
-        _check(isinstance(image, (bytes, bytearray)) and image.startswith((_JPEG, _PNG)), "not a JPEG or PNG image")
-        pixels = _image_pixels(bytes(image))
-        _check(pixels is None or pixels <= MAX_IMAGE_PIXELS, f"the image has {pixels} pixels, more than a person "
-                                                             f"crop needs (at most {MAX_IMAGE_PIXELS})")
-        import cv2  # only image search needs OpenCV (the workers' dependencies)
-
-        decoded = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
-        _check(decoded is not None and decoded.ndim == 3 and decoded.shape[2] == 3 and decoded.size > 0,
-               "the image could not be decoded (send a JPEG or PNG person crop)")
+        _check(isinstance(image, (bytes, bytearray)), "not a JPEG or PNG image")
+        try:
+            decoded = decode_image(bytes(image), MAX_IMAGE_PIXELS, "person crop")
+        except ImageError as exc:
+            raise BadQuery(f"{exc} (send a JPEG or PNG person crop)") from None
         space, descriptor = self.embed_crop(decoded)
         return self.search_descriptor(np.asarray(descriptor, dtype=np.float32), k, space)

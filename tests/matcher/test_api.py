@@ -91,14 +91,6 @@ def test_search_descriptor(http: httpx.Client, person: int, identity: str) -> No
 # ------------------------------------------------------------------------------------------ image search
 
 
-@pytest.fixture(scope="module")
-def crop_embedder():
-    from keyreid_stream.matcher.search import CropEmbedder
-    from keyreid_stream.workers.embedder import load_embedding_model
-
-    return CropEmbedder(load_embedding_model("keyreid_test"))
-
-
 def encode(image: np.ndarray, kind: str) -> bytes:
     ok, data = cv2.imencode(kind, image)
     assert ok
