@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from keyreid_stream.matcher.images import MAX_JPEG_SCANS, ImageError, decode_image, frame_sizes
+from keyreid_stream.matcher.images import MAX_JPEG_SCANS, ImageError, check_image, decode_image, frame_sizes
 
 LIMIT = 4096 * 4096
 HUGE = (8000, 8000)  # 192 MB decoded: enough to see, small enough for a shared CI machine
@@ -174,3 +174,10 @@ def test_image_search_answers_400(shared, serve, crop_embedder, name: str) -> No
     response = httpx.post(f"{server.url}/search/image", content=data, headers={"Content-Type": kind}, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "bad_request" and match in response.json()["detail"]
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_check_image_refuses_what_decode_image_refuses(name: str) -> None:
+    with pytest.raises(ImageError):
+        check_image(HOSTILE[name][0], LIMIT)
+    check_image(jpeg(640, 480, progressive=True), LIMIT)
