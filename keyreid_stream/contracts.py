@@ -31,8 +31,7 @@ import numpy as np
 __all__ = [
     "CAMERA_ID_PATTERN", "COCO_KEYPOINT_NAMES", "MAX_DESCRIPTOR_DIM", "MAX_ID_CHARS", "MAX_MESSAGE_TIME",
     "MAX_THUMBNAIL_BYTES", "MESSAGE_ID_PATTERN", "NAME_PATTERN", "NUM_KEYPOINTS", "SCHEMA_VERSION", "ContractError",
-    "Detections", "Frame", "Heartbeat", "Tracklet", "TrackletMessage",
-    "new_message_id",
+    "Detections", "Frame", "Heartbeat", "Tracklet", "TrackletMessage", "new_message_id", "shown",
 ]
 
 NUM_KEYPOINTS = 17
@@ -70,11 +69,14 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to at most ``limit`` characters (ending in "..."): how an error message quotes input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _fail(owner: str, name: str, expected: str, actual: object) -> NoReturn:
-    shown = repr(actual)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    raise ContractError(f"{owner}.{name}: expected {expected}, got {shown}")
+    raise ContractError(f"{owner}.{name}: expected {expected}, got {shown(actual)}")
 
 
 def _check_int(owner: str, name: str, value: object, lo: int = 0, hi: int = INT64_LIMIT) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from keyreid_stream.contracts import CAMERA_ID_PATTERN, MESSAGE_ID_PATTERN, shown
 from keyreid_stream.matcher.answers import (
     BadQuery,
     CameraTimeline,
@@ -50,7 +51,7 @@ from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.records import normalize
 from keyreid_stream.matcher.summaries import recent_identities
 
-__all__ = ["MatcherQueries", "merge_visits"]
+__all__ = ["IDENTITY_ID_PATTERN", "SPACE_PATTERN", "MatcherQueries", "merge_visits"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ MAX_MERGE_HOPS = 32
 MAX_IMAGE_PIXELS = 4096 * 4096
 LOG_ENTRIES = 50
 HEALTH_FLAGS = ("healthy", "redis_connected", "index_ready", "ingest_running")
-_TRACKLET_RE = re.compile(r"[0-9a-f]{32}")
-_IDENTITY_RE = re.compile(r"g[0-9]{1,19}")
-_CAMERA_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_SPACE_RE = re.compile(r"[^\x00-\x1f]{1,200}")
+IDENTITY_ID_PATTERN = r"g[0-9]{1,19}"
+SPACE_PATTERN = r"[^\x00-\x1f]{1,200}"
+_TRACKLET_RE = re.compile(MESSAGE_ID_PATTERN)  # a tracklet's id is the id of the message that brought it
+_IDENTITY_RE = re.compile(IDENTITY_ID_PATTERN)
+_CAMERA_RE = re.compile(CAMERA_ID_PATTERN)
+_SPACE_RE = re.compile(SPACE_PATTERN)
 _FIELDS = ("camera", "track", "start", "end", "frames", "model", "version", "space", "dim", "ingested", "thumb",
            "identity", "decision", "link_to", "link_score", "link_kind")
 
@@ -83,7 +86,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 def _check_id(pattern: re.Pattern[str], value: object, what: str) -> str:
-    _check(isinstance(value, str) and pattern.fullmatch(value) is not None, f"bad {what} id {value!r}")
+    _check(isinstance(value, str) and pattern.fullmatch(value) is not None, f"bad {what} id {shown(value, 40)}")
     return value  # type: ignore[return-value]
 
 
@@ -91,7 +94,7 @@ def _check_time(value: float | None, name: str) -> float | None:
     if value is None:
         return None
     _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-           f"{name} must be a finite number of unix seconds, got {value!r}")
+           f"{name} must be a finite number of unix seconds, got {shown(value, 40)}")
     return float(value)
 
 
@@ -313,7 +316,7 @@ class MatcherQueries:
         ``max_results``)."""
         limit = self._limit(min(100, self.max_results) if limit is None else limit)
         _check(isinstance(min_cameras, int) and not isinstance(min_cameras, bool) and min_cameras >= 1,
-               f"min_cameras must be an integer >= 1, got {min_cameras!r}")
+               f"min_cameras must be an integer >= 1, got {shown(min_cameras, 40)}")
         low, high = _check_range(since, until, ("since", "until"))
         if camera is not None:
             _check_id(_CAMERA_RE, camera, "camera")
@@ -396,7 +399,7 @@ class MatcherQueries:
 
     def _limit(self, value: int, name: str = "limit") -> int:
         _check(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= self.max_results,
-               f"{name} must be an integer in [1, {self.max_results}], got {value!r}")
+               f"{name} must be an integer in [1, {self.max_results}], got {shown(value, 40)}")
         return value
 
     # ----------------------------------------------------------------------------- search
@@ -409,8 +412,8 @@ class MatcherQueries:
             _check(len(matching) == 1, f"{'no' if not matching else 'more than one'} descriptor space of dimension "
                                        f"{dim}: give 'space', one of: {listing}")
             return matching[0]
-        _check(isinstance(space, str) and _SPACE_RE.fullmatch(space) is not None, f"bad space {space!r}")
-        _check(space in spaces, f"unknown descriptor space {space!r}; known: {listing}")
+        _check(isinstance(space, str) and _SPACE_RE.fullmatch(space) is not None, f"bad space {shown(space, 40)}")
+        _check(space in spaces, f"unknown descriptor space {shown(space, 40)}; known: {listing}")
         _check(_space_dim(space) in (None, dim), f"descriptor has dimension {dim}, space {space} holds "
                                                  f"{_space_dim(space)}")
         return space
