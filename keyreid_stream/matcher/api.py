@@ -417,8 +417,9 @@ def _add_state_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> Non
 
 def _add_search_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> None:
     @router.post("/search/descriptor", response_model=list[SearchHit], summary="Search identities by descriptor",
-                 description="The k identities whose tracklets are nearest (cosine) to the descriptor, best first.",
-                 responses=_responses(413))
+                 description="The k identities whose tracklets are nearest (cosine) to the descriptor, best first. "
+                             "404 when no tracklet of its descriptor space is stored.",
+                 responses=_responses(404, 413))
     def search_descriptor(query: DescriptorQuery) -> list[SearchHit]:
         return queries.search_descriptor(query.descriptor, query.k, query.space)
 
@@ -428,7 +429,7 @@ def _add_search_routes(router: fastapi.APIRouter, queries: MatcherQueries) -> No
     @router.post("/search/image", response_model=list[SearchHit], summary="Search identities by person crop",
                  description="Send a person crop as the raw body (Content-Type image/jpeg or image/png); it is "
                              "embedded with the workers' re-ID model and searched like a descriptor.",
-                 openapi_extra={"requestBody": image_body}, responses=_responses(413, 415, 501))
+                 openapi_extra={"requestBody": image_body}, responses=_responses(404, 413, 415, 501))
     async def search_image(request: Request, k: int = Query(5, description="how many identities", json_schema_extra=
                                                             _declared(at_most=queries.max_results))) -> list[SearchHit]:
         media = request.headers.get("content-type", "").partition(";")[0].strip().lower()

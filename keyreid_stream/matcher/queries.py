@@ -409,11 +409,14 @@ class MatcherQueries:
         listing = ", ".join(sorted(spaces)) or "none (the index is empty)"
         if space is None:
             matching = [s for s in spaces if _space_dim(s) == dim]
-            _check(len(matching) == 1, f"{'no' if not matching else 'more than one'} descriptor space of dimension "
-                                       f"{dim}: give 'space', one of: {listing}")
+            if not matching:  # a well-formed query of something not stored: 404, as for an unknown id
+                raise NotFound(f"no descriptor space of dimension {dim} is stored; known: {listing}")
+            _check(len(matching) == 1, f"more than one descriptor space of dimension {dim}: give 'space', one of: "
+                                       f"{listing}")
             return matching[0]
         _check(isinstance(space, str) and _SPACE_RE.fullmatch(space) is not None, f"bad space {shown(space, 40)}")
-        _check(space in spaces, f"unknown descriptor space {shown(space, 40)}; known: {listing}")
+        if space not in spaces:
+            raise NotFound(f"unknown descriptor space {shown(space, 40)} (nothing stored in it); known: {listing}")
         _check(_space_dim(space) in (None, dim), f"descriptor has dimension {dim}, space {space} holds "
                                                  f"{_space_dim(space)}")
         return space
