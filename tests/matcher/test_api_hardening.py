@@ -10,10 +10,11 @@ import time
 import httpx
 import pytest
 
-from keyreid_stream.matcher.api import MAX_DETAIL_CHARS, ApiServer, create_app
+from keyreid_stream.matcher.api import ApiServer, create_app
 
 TOKEN = "s3cret-token"  # conftest.API_TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_DETAIL_CHARS = 300  # api.MAX_DETAIL_CHARS
 
 
 @pytest.mark.parametrize(("method", "path", "headers", "body", "status"), [
