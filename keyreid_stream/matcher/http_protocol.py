@@ -4,7 +4,9 @@ uvicorn times out idle keep-alive connections, but not a request whose head (req
 arriving: a client that sends half a request and then nothing, or one byte a minute, keeps its connection (and a
 slot of the server) for as long as it likes. :func:`header_timeout_protocol` returns the protocol class that
 closes a connection whose request head is not complete ``seconds`` after the connection opened or after its
-first byte arrived (for a later request on a kept-alive connection).
+first byte arrived (for a later request on a kept-alive connection). Its own answer to a request that is not
+HTTP (400, sent before any application code runs) also says ``X-Content-Type-Options: nosniff``, like every answer
+of the API.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 import logging
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
 __all__ = ["header_timeout_protocol"]
 
@@ -39,6 +41,14 @@ class _HeaderTimeoutProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"x-content-type-options", b"nosniff"),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=STATUS_PHRASES[400]),
+                      h11.Data(data=msg.encode("ascii")), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def _arm(self) -> None:
         self._disarm()

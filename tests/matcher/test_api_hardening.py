@@ -41,13 +41,25 @@ def _closed_within(sock: socket.socket, seconds: float) -> float:
     return time.monotonic() - started
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body), however the server split its writes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return data
+
+
 @pytest.mark.parametrize("kept_alive", [False, True])
 def test_a_half_sent_request_is_cut_off(shared_queries, kept_alive: bool) -> None:
     with ApiServer(create_app(shared_queries), "127.0.0.1", 0, header_timeout_s=0.5) as server, \
             socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         if kept_alive:  # one whole request first: the timeout also covers the next one on the same connection
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            assert _read_response(sock).startswith(b"HTTP/1.1 200")
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         assert _closed_within(sock, 5.0) < 3.0
 
@@ -106,3 +118,28 @@ def test_the_token_is_checked_before_the_body(serve, shared_queries, path: str, 
         assert response.json()["error"] == "unauthorized" and response.headers["www-authenticate"].startswith("Bearer")
     with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post(path, content=body, headers={**headers, **AUTH}).status_code in (400, 413, 415)
+
+
+def test_the_openapi_description_declares_what_the_server_checks(http: httpx.Client) -> None:
+    spec = http.get("/openapi.json").json()
+    assert '"422"' not in json.dumps(spec) and "HTTPValidationError" not in json.dumps(spec)
+
+    def parameter(path: str, name: str, method: str = "get") -> dict:
+        return next(p["schema"] for p in spec["paths"][path][method]["parameters"] if p["name"] == name)
+
+    assert parameter("/identities/{gid}", "gid")["pattern"] == "^g[0-9]{1,19}$"
+    for path in ("/tracklets/{tid}", "/tracklets/{tid}/thumbnail", "/tracklets/{tid}/similar"):
+        assert parameter(path, "tid")["pattern"] == "^[0-9a-f]{32}$"
+    assert parameter("/links", "camera")["pattern"] == "^[A-Za-z0-9_.:-]{1,64}$"
+    assert parameter("/links", "limit")["maximum"] == 50 == parameter("/tracklets/{tid}/similar", "k")["maximum"]
+    assert parameter("/search/image", "k", "post")["minimum"] == 1
+    query = spec["components"]["schemas"]["DescriptorQuery"]["properties"]
+    assert query["k"]["maximum"] == 50 and query["descriptor"]["contains"] == {"not": {"const": 0}}
+    assert "404" in spec["paths"]["/search/descriptor"]["post"]["responses"]
+
+
+def test_a_request_that_is_not_http_gets_a_nosniff_400(api_server) -> None:
+    with socket.create_connection(("127.0.0.1", api_server.port), timeout=5) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        head = sock.recv(4096).split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 400") and b"x-content-type-options: nosniff" in head
