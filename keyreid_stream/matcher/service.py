@@ -319,7 +319,7 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
     queries = MatcherQueries(client, keys, index, embed_crop=embed_crop, status=status,
                              max_results=config.api.max_results, oversample=config.search.oversample)
     app = create_app(queries, token=token, max_body_bytes=config.api.max_body_bytes)
-    return ApiServer(app, host, port).start()
+    return ApiServer(app, host, port, header_timeout_s=config.api.header_timeout_s).start()
 
 
 def _redact(url: str) -> str:
