@@ -9,7 +9,7 @@ Every answer is JSON shaped by a dataclass of :mod:`keyreid_stream.matcher.answe
                                   included: this API answers 400, not 422, for every bad input)
 401   ``unauthorized``            a token is configured and the request has no ``Authorization: Bearer <token>``
                                   or a wrong one (with ``WWW-Authenticate: Bearer``)
-404   ``not_found``               no such identity, tracklet, thumbnail or path
+404   ``not_found``               no such identity, tracklet, thumbnail, path, or descriptor space to search in
 413   ``payload_too_large``       the body is larger than ``max_body_bytes`` (declared or actually sent)
 415   ``unsupported_media_type``  image search with a body that is not ``image/jpeg`` or ``image/png``
 501   ``not_implemented``         image search on a matcher started without the re-ID model
