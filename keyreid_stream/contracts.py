@@ -29,9 +29,10 @@ from typing import Any, NoReturn
 import numpy as np
 
 __all__ = [
-    "COCO_KEYPOINT_NAMES", "MAX_DESCRIPTOR_DIM", "MAX_ID_CHARS", "MAX_THUMBNAIL_BYTES", "NUM_KEYPOINTS",
-    "SCHEMA_VERSION", "ContractError", "Detections", "Frame", "Heartbeat", "Tracklet", "TrackletMessage",
-    "TRACK_ID_SPAN", "new_message_id", "short_track_id",
+    "CAMERA_ID_PATTERN", "COCO_KEYPOINT_NAMES", "MAX_DESCRIPTOR_DIM", "MAX_ID_CHARS", "MAX_MESSAGE_TIME",
+    "MAX_THUMBNAIL_BYTES", "MESSAGE_ID_PATTERN", "NAME_PATTERN", "NUM_KEYPOINTS", "SCHEMA_VERSION", "TRACK_ID_SPAN",
+    "ContractError", "Detections", "Frame", "Heartbeat", "Tracklet", "TrackletMessage", "new_message_id", "short_track_id",
+    "shown",
 ]
 
 NUM_KEYPOINTS = 17
@@ -43,13 +44,19 @@ COCO_KEYPOINT_NAMES: tuple[str, ...] = (
 SCHEMA_VERSION = 1
 MAX_DESCRIPTOR_DIM = 65536
 MAX_THUMBNAIL_BYTES = 256 * 1024
-MAX_ID_CHARS = 64
+MAX_ID_CHARS = 64  # every id and name is ASCII: characters = bytes
 MAX_COUNTERS = 32
 INT64_LIMIT = 2**63
+MAX_MESSAGE_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z: a message's times are unix seconds in [0, this]
 
-_CAMERA_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,%d}" % MAX_ID_CHARS)
+# The id and name rules, as regular expressions (full match) that the HTTP API's OpenAPI description also declares.
+CAMERA_ID_PATTERN = r"[A-Za-z0-9_.:-]{1,%d}" % MAX_ID_CHARS
+MESSAGE_ID_PATTERN = r"[0-9a-f]{32}"
+NAME_PATTERN = r"[\x20-\x7e]{1,%d}" % MAX_ID_CHARS  # printable ASCII, space included
+_CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
 _COUNTER_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,%d}" % (MAX_ID_CHARS - 1))
-_MESSAGE_ID_RE = re.compile(r"[0-9a-f]{32}")
+_MESSAGE_ID_RE = re.compile(MESSAGE_ID_PATTERN)
+_NAME_RE = re.compile(NAME_PATTERN)
 _JPEG_START = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
 
@@ -71,11 +78,14 @@ def short_track_id(track_id: int) -> int:
     return track_id % TRACK_ID_SPAN
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to at most ``limit`` characters (ending in "..."): how an error message quotes input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _fail(owner: str, name: str, expected: str, actual: object) -> NoReturn:
-    shown = repr(actual)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    raise ContractError(f"{owner}.{name}: expected {expected}, got {shown}")
+    raise ContractError(f"{owner}.{name}: expected {expected}, got {shown(actual)}")
 
 
 def _check_int(owner: str, name: str, value: object, lo: int = 0, hi: int = INT64_LIMIT) -> int:
@@ -98,6 +108,13 @@ def _check_float(owner: str, name: str, value: object) -> float:
     return result
 
 
+def _check_message_time(owner: str, name: str, value: object) -> float:
+    result = _check_float(owner, name, value)
+    if not 0.0 <= result <= MAX_MESSAGE_TIME:
+        _fail(owner, name, f"unix seconds in [0, {MAX_MESSAGE_TIME:.0f}] (1970 to 2100)", result)
+    return result
+
+
 def _check_camera_id(owner: str, value: object) -> str:
     if not isinstance(value, str) or _CAMERA_ID_RE.fullmatch(value) is None:
         _fail(owner, "camera_id", f"str matching [A-Za-z0-9_.:-]{{1,{MAX_ID_CHARS}}}", value)
@@ -105,8 +122,8 @@ def _check_camera_id(owner: str, value: object) -> str:
 
 
 def _check_name(owner: str, name: str, value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_CHARS or not value.isprintable():
-        _fail(owner, name, f"non-empty printable str of at most {MAX_ID_CHARS} chars", value)
+    if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
+        _fail(owner, name, f"1 to {MAX_ID_CHARS} printable ASCII characters (0x20 to 0x7E)", value)
     return value
 
 
@@ -434,8 +451,8 @@ class TrackletMessage(_Contract):
         owner = "TrackletMessage"
         _check_envelope(owner, self)
         _check_int(owner, "track_id", self.track_id)
-        _set(self, "start_time", _check_float(owner, "start_time", self.start_time))
-        _set(self, "end_time", _check_float(owner, "end_time", self.end_time))
+        _set(self, "start_time", _check_message_time(owner, "start_time", self.start_time))
+        _set(self, "end_time", _check_message_time(owner, "end_time", self.end_time))
         if self.start_time > self.end_time:
             _fail(owner, "end_time", f">= start_time ({self.start_time})", self.end_time)
         _check_int(owner, "num_frames", self.num_frames, lo=1)
@@ -488,7 +505,7 @@ class Heartbeat(_Contract):
     def __post_init__(self) -> None:
         owner = "Heartbeat"
         _check_envelope(owner, self)
-        _set(self, "timestamp", _check_float(owner, "timestamp", self.timestamp))
+        _set(self, "timestamp", _check_message_time(owner, "timestamp", self.timestamp))
         _check_int(owner, "sequence", self.sequence)
         _set(self, "counters", _check_counters(owner, self.counters))
 

@@ -13,7 +13,10 @@ The codec is transport-agnostic; the workers send one ZeroMQ frame per message.
 
 The matcher acknowledges each stored tracklet message with an ack frame (:func:`encode_ack`)::
 
-    b"KRSA" + message_id (32 lowercase hex ASCII) + status (1 to 32 ASCII chars of [a-z0-9_]; "ok" = stored)
+    b"KRSA" + message_id (32 hex ASCII, as sent) + status (1 to 32 ASCII chars of [a-z0-9_]; "ok" = stored)
+
+A valid message id is lowercase; an ack may carry uppercase hex digits only to reject, by the id exactly as it
+was sent, a message whose id broke that rule (so that its sender stops retrying it).
 """
 
 from __future__ import annotations
@@ -324,7 +327,7 @@ _ACK_ID_BYTES = 32
 _ACK_MAX_STATUS = 32
 MAX_ACK_BYTES = len(ACK_MAGIC) + _ACK_ID_BYTES + _ACK_MAX_STATUS
 _ACK_MIN_BYTES = len(ACK_MAGIC) + _ACK_ID_BYTES + 1
-_ACK_ID_RE = re.compile(rb"[0-9a-f]{32}")
+_ACK_ID_RE = re.compile(rb"[0-9a-fA-F]{32}")
 _ACK_STATUS_RE = re.compile(rb"[a-z0-9_]{1,32}")
 
 
@@ -343,7 +346,7 @@ class Ack:
 def encode_ack(message_id: str, status: str = ACK_OK) -> bytes:
     """The ack frame for ``message_id``; raises :class:`InvalidField` for a bad id or status."""
     if not isinstance(message_id, str) or not _ACK_ID_RE.fullmatch(message_id.encode("utf-8", "replace")):
-        raise InvalidField(f"ack message_id: expected 32 lowercase hex chars, got {message_id!r:.60}")
+        raise InvalidField(f"ack message_id: expected 32 hex chars, got {message_id!r:.60}")
     if not isinstance(status, str) or not _ACK_STATUS_RE.fullmatch(status.encode("utf-8", "replace")):
         raise InvalidField(f"ack status: expected 1 to 32 chars of [a-z0-9_], got {status!r:.60}")
     return ACK_MAGIC + message_id.encode("ascii") + status.encode("ascii")
@@ -369,7 +372,7 @@ def _decode_ack(view: memoryview) -> Ack:
         raise OversizedMessage(f"ack: {size} bytes > {MAX_ACK_BYTES}")
     raw_id, raw_status = bytes(view[4 : 4 + _ACK_ID_BYTES]), bytes(view[4 + _ACK_ID_BYTES :])
     if not _ACK_ID_RE.fullmatch(raw_id):
-        raise InvalidField(f"ack message_id: expected 32 lowercase hex chars, got {raw_id!r}")
+        raise InvalidField(f"ack message_id: expected 32 hex chars, got {raw_id!r}")
     if not _ACK_STATUS_RE.fullmatch(raw_status):
         raise InvalidField(f"ack status: expected 1 to 32 chars of [a-z0-9_], got {raw_status!r}")
     return Ack(raw_id.decode("ascii"), raw_status.decode("ascii"))
@@ -379,7 +382,8 @@ def peek_message_id(buffer: bytes | bytearray | memoryview) -> str | None:
     """Best effort: the ``message_id`` in the header of a message that :func:`decode` rejected.
 
     The receiver uses it to reject the message by id (``encode_ack(id, error.code)``) so that the sender stops
-    retransmitting it. None when no well-formed id can be found; never raises.
+    retransmitting it: any str of 32 hex digits, lowercase or not, exactly as sent. None when no such id can be
+    found, and for a heartbeat (``kind`` "heartbeat": heartbeats are never acknowledged); never raises.
     """
     try:
         view = _as_bytes_view(buffer)
@@ -392,7 +396,9 @@ def peek_message_id(buffer: bytes | bytearray | memoryview) -> str | None:
             view[_PREFIX.size : _PREFIX.size + header_len], raw=False, max_str_len=MAX_HEADER_BYTES,
             max_bin_len=0, max_array_len=8, max_map_len=_MAX_HEADER_ENTRIES, max_ext_len=0,
         )
-        message_id = header.get("message_id") if isinstance(header, dict) else None
+        if not isinstance(header, dict) or header.get("kind") == _KIND_HEARTBEAT:
+            return None
+        message_id = header.get("message_id")
     except Exception:  # noqa: BLE001 - best effort by design
         return None
     if isinstance(message_id, str) and _ACK_ID_RE.fullmatch(message_id.encode("utf-8", "replace")):

@@ -129,21 +129,21 @@ BAD_VALUES: dict[tuple[type, str], list[Any]] = {
     ],
     (Tracklet, "frame_refs"): [("a", "b"), ["a", "b", "c"], ("a", "", "c"), ("a", Path("b"), "c")],
     (TrackletMessage, "track_id"): [-1, 2**63, True, 1.0, np.int64(3)],
-    (TrackletMessage, "start_time"): [float("nan"), "10"],
+    (TrackletMessage, "start_time"): [float("nan"), "10", -1.0, 1e300],
     (TrackletMessage, "end_time"): [9.0, float("inf")],  # 9.0 < start_time
     (TrackletMessage, "num_frames"): [0, False, 2.0],
     (TrackletMessage, "descriptor"): [
         f32(1, np.nan), f32(1, np.inf), f32(-np.inf, 1), np.ones(4), np.ones((2, 4), np.float32), f32(),
         np.ones(MAX_DESCRIPTOR_DIM + 1, np.float32), [1.0, 2.0],
     ],
-    (TrackletMessage, "model_name"): ["", "m" * (MAX_ID_CHARS + 1), "a\nb", None],
+    (TrackletMessage, "model_name"): ["", "m" * (MAX_ID_CHARS + 1), "a\nb", None, "mod\u00e8le", "\u4e00"],
     (TrackletMessage, "model_version"): ["", "\x00"],
     (TrackletMessage, "message_id"): [MESSAGE_ID.upper(), MESSAGE_ID[:-1], "g" * 32, MESSAGE_ID + "\n"],
     (TrackletMessage, "thumbnail_jpeg"): [
         b"not a jpeg", bytearray(JPEG), b"", JPEG[:-1], JPEG[:3] + b"\x00" * MAX_THUMBNAIL_BYTES + JPEG[-2:],
     ],
     (TrackletMessage, "schema_version"): [SCHEMA_VERSION + 1, True],
-    (Heartbeat, "timestamp"): [float("nan"), None],
+    (Heartbeat, "timestamp"): [float("nan"), None, 4_102_444_800.5],
     (Heartbeat, "sequence"): [-1, True, 1.5],
     (Heartbeat, "counters"): [
         {"1abc": 1}, {"": 1}, {"a-b": 1}, {"k" * (MAX_ID_CHARS + 1): 1}, {3: 1}, {"a": -1}, {"a": True},

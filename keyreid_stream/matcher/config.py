@@ -135,11 +135,13 @@ class ApiConfig:
     token_file: str = ""
     max_body_bytes: int = 4 * 1024 * 1024
     max_results: int = 1000
+    header_timeout_s: float = 10.0  # a connection whose request line and headers take longer is closed
 
     def __post_init__(self) -> None:
         if self.http:
             parse_http_address(self.http)
         _require(self.max_body_bytes >= 1024, "api.max_body_bytes must be >= 1024")
+        _require(self.header_timeout_s > 0, "api.header_timeout_s must be > 0")
         _require(self.max_results >= 1, "api.max_results must be >= 1")
 
 

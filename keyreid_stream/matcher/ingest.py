@@ -1,11 +1,13 @@
 """ZeroMQ ingest: the ROUTER socket the workers' DEALERs connect to (the protocol is in ``docs/protocol.md``).
 
-A batch of frames is decoded, its tracklet messages are stored in Redis in one round trip
-(:meth:`~keyreid_stream.matcher.store.TrackletStore.ingest`), and only then acknowledged: ``ok`` for stored and
-for duplicates (a retransmission of something already stored), the rejection code otherwise. While Redis is
-unreachable the batch is retried with backoff and nothing is acknowledged, so the workers keep their copies.
-Frames that do not decode are counted under their :class:`~keyreid_stream.wire.WireError` code, logged once per
-cause, and rejected by id when the id can still be read; they never stop the loop.
+A batch of frames is decoded, its tracklet messages are stored in Redis in one round trip, in the order they
+arrived (:meth:`~keyreid_stream.matcher.store.TrackletStore.ingest`), and only then acknowledged: ``ok`` for
+stored and for duplicates (a retransmission of something already stored, also earlier in the same batch), the
+rejection code otherwise. While Redis is unreachable the batch is retried with backoff and nothing is
+acknowledged, so the workers keep their copies. Frames that do not decode (or hold more than one payload frame,
+or a thumbnail that is not a decodable JPEG) are counted under their code, logged once per cause, and rejected by
+id when the id can still be read (never a heartbeat's: heartbeats are never acknowledged); they never stop the
+loop. Every tracklet frame counts once in ``received``: ``received = stored + duplicates + rejected``.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ import zmq
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
+from keyreid_stream.matcher.images import ImageError, check_image
 from keyreid_stream.matcher.store import DUPLICATE, STORED, TrackletStore
 
 __all__ = ["Ingestor", "IngestStats", "Outage", "bind_router"]
 
 logger = logging.getLogger(__name__)
 
-MULTIPART = "multipart"
+MULTIPART, BAD_THUMBNAIL = "multipart", "thumbnail"
+THUMBNAIL_MAX_PIXELS = 1 << 20  # the workers send 128-pixel-tall person crops
 SOCKET_MAX_BYTES = 4 * wire.MAX_MESSAGE_BYTES  # bigger frames make ZeroMQ drop the connection (memory guard)
 
 
@@ -131,12 +135,10 @@ class Ingestor:
                 heartbeats.append(message)
             elif message is not None:
                 accepted.append((frames[0], message))
-        unique = list({message.message_id: message for _, message in accepted}.values())
-        statuses = self._store(unique, heartbeats, rejected, stop)
+        statuses = self._store([message for _, message in accepted], heartbeats, rejected, stop)
         if statuses is None:
             return  # stopping while Redis is down: nothing acknowledged, the workers keep their copies
-        for identity, message in accepted:
-            status = statuses[message.message_id]
+        for (identity, message), status in zip(accepted, statuses):
             self._ack(identity, message.message_id, wire.ACK_OK if status in (STORED, DUPLICATE) else status)
             if status not in (STORED, DUPLICATE):
                 self._reject(status, f"tracklet {message.message_id} from camera {message.camera_id}", rejected,
@@ -145,19 +147,32 @@ class Ingestor:
 
     def _decode(self, frames: list[bytes], rejected: Counter) -> TrackletMessage | Heartbeat | None:
         if len(frames) != 2:
-            self._reject(MULTIPART, f"expected one frame per message, got {len(frames) - 1}", rejected)
+            self._refuse(frames, MULTIPART, f"expected one frame per message, got {len(frames) - 1}", rejected)
             return None
         try:
-            return wire.decode(frames[1])
+            message = wire.decode(frames[1])
         except wire.WireError as exc:
-            self._reject(exc.code, str(exc), rejected)
-            message_id = wire.peek_message_id(frames[1])
-            if message_id is not None:
-                self._ack(frames[0], message_id, exc.code)
+            self._refuse(frames, exc.code, str(exc), rejected)
             return None
+        if isinstance(message, TrackletMessage) and message.thumbnail_jpeg is not None:
+            try:
+                check_image(message.thumbnail_jpeg, THUMBNAIL_MAX_PIXELS, "thumbnail")
+            except ImageError as exc:
+                self._refuse(frames, BAD_THUMBNAIL, str(exc), rejected)
+                return None
+        return message
+
+    def _refuse(self, frames: list[bytes], code: str, detail: str, rejected: Counter) -> None:
+        """Count and log a rejected frame, and reject it by id when its id can be read (see
+        :func:`~keyreid_stream.wire.peek_message_id`: never a heartbeat)."""
+        self._reject(code, detail, rejected)
+        message_id = wire.peek_message_id(frames[1]) if len(frames) > 1 else None
+        if message_id is not None:
+            self._ack(frames[0], message_id, code)
 
     def _store(self, messages: list[TrackletMessage], heartbeats: list[Heartbeat], rejected: Counter,
-               stop: threading.Event) -> dict[str, str] | None:
+               stop: threading.Event) -> list[str] | None:
+        """Store the batch's tracklets in order; their statuses (None when stopped while Redis is down)."""
         counts = {"received": len(messages) + sum(rejected.values())}
         counts.update({f"rejected:{code}": n for code, n in rejected.items()})
         while True:
@@ -172,14 +187,13 @@ class Ingestor:
                 self.stats.redis_retries += 1
                 if stop.wait(self.outage.failed(exc)):
                     return None
-        result = {message.message_id: status for message, status in zip(messages, statuses)}
         stored = sum(status == STORED for status in statuses)
         self.stats.stored += stored
         self.stats.duplicates += sum(status == DUPLICATE for status in statuses)
         self.stats.heartbeats += len(heartbeats)
         if stored and self._on_stored is not None:
             self._on_stored(stored)
-        return result
+        return statuses
 
     def _ack(self, identity: bytes, message_id: str, status: str) -> None:
         try:

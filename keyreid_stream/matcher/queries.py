@@ -16,13 +16,13 @@ import json
 import logging
 import math
 import re
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import redis
 
+from keyreid_stream.contracts import CAMERA_ID_PATTERN, MESSAGE_ID_PATTERN, shown
 from keyreid_stream.matcher.answers import (
     BadQuery,
     CameraTimeline,
@@ -47,12 +47,13 @@ from keyreid_stream.matcher.answers import (
     Unavailable,
     Visit,
 )
+from keyreid_stream.matcher.images import ImageError, decode_image
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.records import IDENTITY_ID_PATTERN, normalize
 from keyreid_stream.matcher.summaries import count_identities, recent_identities
 
-__all__ = ["MAX_OFFSET", "MatcherQueries", "merge_visits"]
+__all__ = ["IDENTITY_ID_PATTERN", "MAX_OFFSET", "SPACE_PATTERN", "MatcherQueries", "merge_visits"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,11 @@ MAX_OFFSET = 1_000_000  # GET /identities?offset=: deeper pages are reached with
 MAX_IMAGE_PIXELS = 4096 * 4096
 LOG_ENTRIES = 50
 HEALTH_FLAGS = ("healthy", "redis_connected", "index_ready", "ingest_running")
-_TRACKLET_RE = re.compile(r"[0-9a-f]{32}")
+SPACE_PATTERN = r"[^\x00-\x1f]{1,200}"
+_TRACKLET_RE = re.compile(MESSAGE_ID_PATTERN)  # a tracklet's id is the id of the message that brought it
 _IDENTITY_RE = re.compile(IDENTITY_ID_PATTERN)
-_CAMERA_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_SPACE_RE = re.compile(r"[^\x00-\x1f]{1,200}")
-_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+_CAMERA_RE = re.compile(CAMERA_ID_PATTERN)
+_SPACE_RE = re.compile(SPACE_PATTERN)
 _FIELDS = ("camera", "track", "start", "end", "frames", "model", "version", "space", "dim", "ingested", "thumb",
            "identity", "decision", "link_to", "link_score", "link_kind")
 
@@ -87,7 +88,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 def _check_id(pattern: re.Pattern[str], value: object, what: str) -> str:
-    _check(isinstance(value, str) and pattern.fullmatch(value) is not None, f"bad {what} id {value!r}")
+    _check(isinstance(value, str) and pattern.fullmatch(value) is not None, f"bad {what} id {shown(value, 40)}")
     return value  # type: ignore[return-value]
 
 
@@ -95,7 +96,7 @@ def _check_time(value: float | None, name: str) -> float | None:
     if value is None:
         return None
     _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
-           f"{name} must be a finite number of unix seconds, got {value!r}")
+           f"{name} must be a finite number of unix seconds, got {shown(value, 40)}")
     return float(value)
 
 
@@ -111,28 +112,6 @@ def _space_dim(space: str) -> int | None:
     """The dimension a space name ends with (``name@version/dim``)."""
     _, _, dim = space.rpartition("/")
     return int(dim) if dim.isdigit() else None
-
-
-def _image_pixels(data: bytes) -> int | None:
-    """Width x height read from a PNG or JPEG header before decoding anything (None when not found)."""
-    if data.startswith(_PNG) and len(data) >= 24:
-        width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk comes first
-        return width * height
-    if not data.startswith(_JPEG):
-        return None
-    position = 2
-    while position + 9 <= len(data) and data[position] == 0xFF:
-        marker = data[position + 1]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
-            height, width = struct.unpack(">HH", data[position + 5: position + 9])
-            return height * width
-        if marker == 0xFF:  # fill byte
-            position += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
-            position += 2
-        else:
-            position += 2 + struct.unpack(">H", data[position + 2: position + 4])[0]
-    return None
 
 
 def _rescored(neighbours: Sequence[tuple[str, float]], replies: Sequence[Sequence[bytes | None]],
@@ -361,7 +340,7 @@ class MatcherQueries:
     def _identity_filter(camera: str | None, since: float | None, until: float | None,
                          min_cameras: int) -> tuple[str | None, str, str]:
         _check(isinstance(min_cameras, int) and not isinstance(min_cameras, bool) and min_cameras >= 1,
-               f"min_cameras must be an integer >= 1, got {min_cameras!r}")
+               f"min_cameras must be an integer >= 1, got {shown(min_cameras, 40)}")
         low, high = _check_range(since, until, ("since", "until"))
         if camera is not None:
             _check_id(_CAMERA_RE, camera, "camera")
@@ -443,7 +422,7 @@ class MatcherQueries:
 
     def _limit(self, value: int, name: str = "limit") -> int:
         _check(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= self.max_results,
-               f"{name} must be an integer in [1, {self.max_results}], got {value!r}")
+               f"{name} must be an integer in [1, {self.max_results}], got {shown(value, 40)}")
         return value
 
     # ----------------------------------------------------------------------------- search
@@ -453,11 +432,14 @@ class MatcherQueries:
         listing = ", ".join(sorted(spaces)) or "none (the index is empty)"
         if space is None:
             matching = [s for s in spaces if _space_dim(s) == dim]
-            _check(len(matching) == 1, f"{'no' if not matching else 'more than one'} descriptor space of dimension "
-                                       f"{dim}: give 'space', one of: {listing}")
+            if not matching:  # a well-formed query of something not stored: 404, as for an unknown id
+                raise NotFound(f"no descriptor space of dimension {dim} is stored; known: {listing}")
+            _check(len(matching) == 1, f"more than one descriptor space of dimension {dim}: give 'space', one of: "
+                                       f"{listing}")
             return matching[0]
-        _check(isinstance(space, str) and _SPACE_RE.fullmatch(space) is not None, f"bad space {space!r}")
-        _check(space in spaces, f"unknown descriptor space {space!r}; known: {listing}")
+        _check(isinstance(space, str) and _SPACE_RE.fullmatch(space) is not None, f"bad space {shown(space, 40)}")
+        if space not in spaces:
+            raise NotFound(f"unknown descriptor space {shown(space, 40)} (nothing stored in it); known: {listing}")
         _check(_space_dim(space) in (None, dim), f"descriptor has dimension {dim}, space {space} holds "
                                                  f"{_space_dim(space)}")
         return space
@@ -535,14 +517,10 @@ class MatcherQueries:
             raise Unavailable("image search is not enabled on this matcher (configure search.arch and "
                               "search.checkpoint)")
         k = self._limit(k, "k")
-        _check(isinstance(image, (bytes, bytearray)) and image.startswith((_JPEG, _PNG)), "not a JPEG or PNG image")
-        pixels = _image_pixels(bytes(image))
-        _check(pixels is None or pixels <= MAX_IMAGE_PIXELS, f"the image has {pixels} pixels, more than a person "
-                                                             f"crop needs (at most {MAX_IMAGE_PIXELS})")
-        import cv2  # only image search needs OpenCV (the workers' dependencies)
-
-        decoded = cv2.imdecode(np.frombuffer(image, dtype=np.uint8), cv2.IMREAD_COLOR)
-        _check(decoded is not None and decoded.ndim == 3 and decoded.shape[2] == 3 and decoded.size > 0,
-               "the image could not be decoded (send a JPEG or PNG person crop)")
+        _check(isinstance(image, (bytes, bytearray)), "not a JPEG or PNG image")
+        try:
+            decoded = decode_image(bytes(image), MAX_IMAGE_PIXELS, "person crop")
+        except ImageError as exc:
+            raise BadQuery(f"{exc} (send a JPEG or PNG person crop)") from None
         space, descriptor = self.embed_crop(decoded)
         return self.search_descriptor(np.asarray(descriptor, dtype=np.float32), k, space)

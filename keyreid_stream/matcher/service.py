@@ -362,7 +362,7 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
                              max_results=config.api.max_results, oversample=config.search.oversample,
                              thresholds=Thresholds(a.threshold, a.merge_threshold, a.split_threshold))
     app = create_app(queries, token=token, max_body_bytes=config.api.max_body_bytes)
-    return ApiServer(app, host, port).start()
+    return ApiServer(app, host, port, header_timeout_s=config.api.header_timeout_s).start()
 
 
 def _redact(url: str) -> str:

@@ -2,9 +2,11 @@
 
 Every key comes from :class:`~keyreid_stream.matcher.keys.Keys`; the data model is in ``docs/matcher.md``.
 
-* :meth:`TrackletStore.ingest` stores a batch of tracklet messages with one atomic Lua script: a message whose id
-  is already stored is a duplicate (counted, not stored again), a descriptor whose size differs from its model's
-  is rejected, anything else is written (hash, time indices, stream entry) before it is acknowledged.
+* :meth:`TrackletStore.ingest` stores a batch of tracklet messages, in order, with one atomic Lua script: a message
+  whose id is already stored (by an earlier batch or earlier in this one) is a duplicate when its content is the
+  same (counted, not stored again) and an ``id_conflict`` when it differs (rejected; the first copy stays), a
+  descriptor whose size differs from its model's is rejected, anything else is written (hash, time indices,
+  stream entry) before it is acknowledged.
 * :meth:`TrackletStore.commit_decisions` / :meth:`commit_changes` write association results in one MULTI/EXEC
   transaction that WATCHes the association lease: a matcher that lost its lease cannot write (fencing).
 * :meth:`TrackletStore.expire` deletes tracklets older than the retention age, and identities left empty.
@@ -41,11 +43,12 @@ from keyreid_stream.matcher.records import (
     normalize,
 )
 
-__all__ = ["DUPLICATE", "LeaseLost", "STORED", "StoreError", "StoreReset", "TrackletStore", "load_tracklets"]
+__all__ = ["DUPLICATE", "ID_CONFLICT", "LeaseLost", "STORED", "StoreError", "StoreReset", "TrackletStore",
+           "load_tracklets"]
 
 logger = logging.getLogger(__name__)
 
-STORED, DUPLICATE, WRONG_DIM = "stored", "duplicate", "descriptor_dim"
+STORED, DUPLICATE, WRONG_DIM, ID_CONFLICT = "stored", "duplicate", "descriptor_dim", "id_conflict"
 LOG_LENGTH = 200
 IDENTITY_BLOCK = 64
 _FIELDS = ("camera", "track", "start", "end", "frames", "space", "desc", "identity", "ingested")
@@ -53,15 +56,26 @@ _FIELDS = ("camera", "track", "start", "end", "frames", "space", "desc", "identi
 # One call stores a batch: for message i, KEYS[9i+1 .. 9i+9] are its tracklet, thumbnail, by_end, by_ingest, camera
 # tracklets, stream, model dim, stats and cameras keys, ARGV[13i+1 .. 13i+13] its id, camera, track, start, end,
 # frames, model, version, space, dim, descriptor, ingested time and thumbnail. Returns one status per message.
+# Messages are taken in order, so the first copy of an id wins, within a batch as across batches: a later copy with
+# the same content (camera, track, times, frames, model, version, descriptor) is a duplicate, one with other content
+# an id_conflict (rejected, the stored copy unchanged).
 _INGEST_SCRIPT = """
 local statuses = {}
 for i = 0, #KEYS / 9 - 1 do
   local k, a = i * 9, i * 13
   local status = 'stored'
   local dim = redis.call('GET', KEYS[k + 7])
-  if redis.call('EXISTS', KEYS[k + 1]) == 1 then
-    redis.call('HINCRBY', KEYS[k + 8], 'duplicates', 1)
-    status = 'duplicate'
+  local old = redis.call('HMGET', KEYS[k + 1], 'camera', 'track', 'start', 'end', 'frames', 'model', 'version', 'desc')
+  if old[1] then
+    local same = true
+    for j = 1, 7 do same = same and old[j] == ARGV[a + 1 + j] end
+    if same and old[8] == ARGV[a + 11] then
+      redis.call('HINCRBY', KEYS[k + 8], 'duplicates', 1)
+      status = 'duplicate'
+    else
+      redis.call('HINCRBY', KEYS[k + 8], 'rejected:id_conflict', 1)
+      status = 'id_conflict'
+    end
   elseif dim and dim ~= ARGV[a + 10] then
     redis.call('HINCRBY', KEYS[k + 8], 'rejected:descriptor_dim', 1)
     status = 'descriptor_dim'
@@ -237,7 +251,8 @@ class TrackletStore:
     # ---------------------------------------------------------------------------------- ingest
 
     def ingest(self, messages: Sequence[TrackletMessage], now: float | None = None) -> list[str]:
-        """Store a batch; per message "stored", "duplicate" or a rejection code ("descriptor_dim").
+        """Store a batch in order; per message "stored", "duplicate" or a rejection code ("descriptor_dim",
+        "id_conflict").
 
         One script call (one round trip, atomic) for the batch. Raises redis errors (nothing is then stored).
         """

@@ -244,6 +244,15 @@ def secured_server(shared_queries: object) -> Iterator[object]:
     server.stop()  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="module")
+def crop_embedder() -> object:
+    """Image search's embedder with the tiny random-weight re-ID model."""
+    from keyreid_stream.matcher.search import CropEmbedder
+    from keyreid_stream.workers.embedder import load_embedding_model
+
+    return CropEmbedder(load_embedding_model("keyreid_test"))
+
+
 @pytest.fixture
 def http(api_server: object) -> Iterator[object]:
     """An httpx client of ``api_server``."""

@@ -91,14 +91,6 @@ def test_search_descriptor(http: httpx.Client, person: int, identity: str) -> No
 # ------------------------------------------------------------------------------------------ image search
 
 
-@pytest.fixture(scope="module")
-def crop_embedder():
-    from keyreid_stream.matcher.search import CropEmbedder
-    from keyreid_stream.workers.embedder import load_embedding_model
-
-    return CropEmbedder(load_embedding_model("keyreid_test"))
-
-
 def encode(image: np.ndarray, kind: str) -> bytes:
     ok, data = cv2.imencode(kind, image)
     assert ok
@@ -165,12 +157,12 @@ def test_search_image_without_a_model(http: httpx.Client) -> None:
     ("GET", "/identities?camera=no%20spaces", None, 400, "bad camera id"),
     ("GET", "/links", None, 400, "camera: Field required"),
     ("GET", f"/links?camera=cam-a&start={T0 + 9}&end={T0}", None, 400, "is after"),
-    ("POST", "/search/descriptor", {"descriptor": [1.0] * 7}, 400, "no descriptor space of dimension 7"),
+    ("POST", "/search/descriptor", {"descriptor": [1.0] * 7}, 404, "no descriptor space of dimension 7"),
     ("POST", "/search/descriptor", {"descriptor": []}, 400, "descriptor: "),
     ("POST", "/search/descriptor", {"descriptor": "abc"}, 400, "descriptor: "),
     ("POST", "/search/descriptor", {"descriptor": [1.0] * 16, "k": 0}, 400, "k: "),
     ("POST", "/search/descriptor", {"descriptor": [1.0] * 16, "colour": "red"}, 400, "colour: "),
-    ("POST", "/search/descriptor", {"descriptor": [1.0] * 16, "space": "x@1/16"}, 400, "unknown descriptor space"),
+    ("POST", "/search/descriptor", {"descriptor": [1.0] * 16, "space": "x@1/16"}, 404, "unknown descriptor space"),
     ("POST", "/search/descriptor", {"k": 3}, 400, "descriptor: Field required"),
     ("POST", "/search/descriptor", '{"descriptor": [NaN' + ", 0" * 15 + "]}", 400, "NaN or infinite"),
     ("POST", "/search/descriptor", "{not json", 400, "JSON decode error"),

@@ -159,7 +159,7 @@ def test_unauthorized(secured_server, query, monkeypatch: pytest.MonkeyPatch, to
     (["identities", "--since", str(T0 + 9), "--until", str(T0)],
      "GET /identities: HTTP 400 bad_request: since (1700000009.0) is after until (1700000000.0)"),
     (["search", "--descriptor", "{dir}/p2.npy", "--space", "other@1/16"],
-     "POST /search/descriptor: HTTP 400 bad_request: unknown descriptor space"),
+     "POST /search/descriptor: HTTP 404 not_found: unknown descriptor space"),
     (["search", "--image", "{dir}/crop.jpg"],
      "POST /search/image: HTTP 501 not_implemented: image search is not enabled"),
     (["search", "--descriptor", "{dir}/missing.npy"], "cannot read {dir}/missing.npy: No such file or directory"),

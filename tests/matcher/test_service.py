@@ -264,7 +264,7 @@ def test_a_thousand_malformed_messages_leave_the_matcher_serving(redis_client, z
     assert health["status"] == "ok", health
     assert sum(stats["rejected"].values()) == 1000 and stats["stored"] == len(valid), stats
     assert matcher_rejections(redis_client) == 1000
-    assert {a.status for a in answers} == {"truncated", "schema_version", "non_finite"}
+    assert {a.status for a in answers} == {"truncated", "schema_version", "non_finite", "multipart"}
     assert all(a.message_id == valid[0].message_id for a in answers)
     assert redis_client.zcard(KEYS.by_ingest) == len(valid)
     warnings = [r.getMessage() for r in caplog.records if "rejected a worker message" in r.getMessage()]
