@@ -127,7 +127,7 @@ def test_the_openapi_description_declares_what_the_server_checks(http: httpx.Cli
     def parameter(path: str, name: str, method: str = "get") -> dict:
         return next(p["schema"] for p in spec["paths"][path][method]["parameters"] if p["name"] == name)
 
-    assert parameter("/identities/{gid}", "gid")["pattern"] == "^g[0-9]{1,19}$"
+    assert parameter("/identities/{gid}", "gid")["pattern"] == "^g[0-9]{1,19}(?:-[0-9a-z]{1,13})?$"
     for path in ("/tracklets/{tid}", "/tracklets/{tid}/thumbnail", "/tracklets/{tid}/similar"):
         assert parameter(path, "tid")["pattern"] == "^[0-9a-f]{32}$"
     assert parameter("/links", "camera")["pattern"] == "^[A-Za-z0-9_.:-]{1,64}$"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -19,6 +20,12 @@ from keyreid_stream.matcher.store import load_tracklets
 
 TOKEN = "s3cret-token"  # conftest.API_TOKEN
 EXAMPLES = 30  # per operation and phase: about a minute on two shared cores
+# The one rule OpenAPI cannot declare: a time range's start after its end (`since` > `until`, `start` > `end`) is
+# a 400 with a clear message. Only the operations that take a range may answer it to schema-valid input.
+RANGE_RULE = "".join(
+    f'[[operations]]\ninclude-path = "{path}"\n'
+    '[operations.checks.positive_data_acceptance]\nexpected-statuses = ["2XX", "400", "401", "404"]\n'
+    for path in ("/identities", "/identities/count", "/links"))
 
 
 def _add_crops(shared, crop_embedder) -> None:
@@ -42,7 +49,7 @@ def test_schemathesis_finds_nothing(shared, serve, crop_embedder, tmp_path: Path
     server = serve(MatcherQueries(shared.client, shared.keys, shared.index, max_results=50, embed_crop=crop_embedder),
                    token=TOKEN)
     config = tmp_path / "schemathesis.toml"  # the token from the environment, never in argv
-    config.write_text('headers = { Authorization = "Bearer ${KEYREID_FUZZ_TOKEN}" }\n')
+    config.write_text('headers = { Authorization = "Bearer ${KEYREID_FUZZ_TOKEN}" }\n' + RANGE_RULE)
     command = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config), "--no-color",
                "run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
                "--generation-deterministic", "--workers", "1", "--request-timeout", "30",
@@ -51,5 +58,6 @@ def test_schemathesis_finds_nothing(shared, serve, crop_embedder, tmp_path: Path
                             env={**os.environ, "KEYREID_FUZZ_TOKEN": TOKEN})
     summary = result.stdout[-6000:]
     assert result.returncode == 0, summary
-    assert "11 selected / 11 total" in result.stdout and " passed" in summary, summary
+    operations = sum(len(methods) for methods in httpx.get(f"{server.url}/openapi.json").json()["paths"].values())
+    assert f"{operations} selected / {operations} total" in result.stdout and " passed" in summary, summary
     assert "failures" not in summary.rsplit("SUMMARY", 1)[-1] or " 0 failures" in summary, summary
