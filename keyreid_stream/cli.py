@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(commands)
     _add_model_commands(commands)
     _add_keypoints_commands(commands)
+    from keyreid_stream.weights.cli import add_commands as add_weights_commands
+
+    add_weights_commands(commands)
     from keyreid_stream.train.cli import add_commands as add_training_commands
 
     add_training_commands(commands)
@@ -140,6 +143,9 @@ _LAZY_ERRORS = (
     ("keyreid_stream.demo.run", "DemoTimeout"),
     ("keyreid_stream.demo.run", "DemoInputError"),
     ("keyreid_stream.redis_server", "RedisServerError"),
+    ("keyreid_stream.fetch", "FetchError"),
+    ("keyreid_stream.weights.store", "WeightsError"),
+    ("keyreid_stream.weights.catalogue", "CatalogueError"),
 )
 
 
