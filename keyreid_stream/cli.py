@@ -220,6 +220,9 @@ def _add_demo_command(commands: argparse._SubParsersAction) -> None:
                            "(default: demo.sources, i.e. two overlapping views of the sample video)")
     demo.add_argument("--models", choices=("auto", "classical", "trained"), default=None,
                       help="auto (best available, default), classical (no weights) or trained (YOLO-pose + KeyRe-ID)")
+    demo.add_argument("--fetch-models", action="store_true",
+                      help="first fetch the catalogue's demo models (YOLO-pose, the authors' KeyRe-ID: "
+                           "'keyreid-stream weights fetch demo'; needs internet once)")
     demo.add_argument("--report", default=None, metavar="FILE", help="write the HTML report here ('' for none)")
     demo.add_argument("--browse", action="store_true", help="keep the identity browser serving until Ctrl-C")
     demo.add_argument("--http", default=None, metavar="[HOST]:PORT", help="where the matcher's API and browser listen")
@@ -231,15 +234,19 @@ def _demo(args: argparse.Namespace) -> int:
 
     from keyreid_stream.data.sample import default_cache_dir
     from keyreid_stream.demo import choose_models, format_result, prepare_cameras, run_demo
+    from keyreid_stream.demo.text import upgrade_lines
     from keyreid_stream.signals import stop_on_signals
 
     options = _load(args).demo
+    if args.fetch_models:
+        _fetch_demo_models()
     browse = args.browse or options.browse
     report = options.report if args.report is None else args.report
     models = choose_models(args.models or options.models, detector_model=options.detector_model,
                            reid_checkpoint=options.reid_checkpoint, reid_arch=options.reid_arch,
                            reid_checkpoint_kind=options.reid_checkpoint_kind, reid_num_cameras=options.reid_num_cameras,
                            allow_pickle=options.allow_pickle, threshold=options.threshold)
+    print("models:\n" + "\n".join(f"  {line}" for line in (*models.lines, *upgrade_lines(models))), flush=True)
     cameras = prepare_cameras(tuple(args.source) if args.source else options.sources, cache_dir=default_cache_dir(),
                               view_width=options.view_width, max_frames=options.max_frames)
 
@@ -254,6 +261,18 @@ def _demo(args: argparse.Namespace) -> int:
                  browse=browse, workdir=Path(options.workdir) if options.workdir else None,
                  timeout_s=options.timeout_s, stop=stop, on_result=show)
     return EXIT_OK
+
+
+def _fetch_demo_models() -> None:
+    """``--fetch-models``: what cannot be fetched is reported, and the demo runs with what it has."""
+    from keyreid_stream.weights import WeightsError, expand_names, fetch_weights
+    from keyreid_stream.weights.cli import progress_bars
+
+    for name in expand_names(["demo"]):
+        try:
+            fetch_weights(name, progress=progress_bars(sys.stderr.isatty()))
+        except WeightsError as exc:
+            print(f"keyreid-stream: could not fetch {name}; the demo runs without it:\n{exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

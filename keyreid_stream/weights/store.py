@@ -90,7 +90,7 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, catalogue: Catalogu
         raise WeightsNotFound(f"the weights {name!r} are not in the cache ({target}): "
                               f"run 'keyreid-stream weights fetch {name}', or, without internet, "
                               + _import_hint(entry))
-    raise WeightsNotFound(f"{name}: no such file, and not a weights catalogue name (known: "
+    raise WeightsNotFound(f"{name}: checkpoint not found: no such file, and not a weights catalogue name (known: "
                           f"{', '.join(sorted(entries))}); get one with 'keyreid-stream weights fetch NAME' or "
                           "'keyreid-stream weights import NAME PATH'")
 
@@ -165,7 +165,7 @@ def fetch_weights(name: str, *, catalogue: Catalogue | None = None, cache_dir: P
             return _fetch_source(entry, source, target, timeout, progress)
         except FetchError as exc:
             attempts += exc.attempts
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, WeightsError) as exc:
             attempts.append(f"{source.describe()}: {exc}")
     lines = "\n".join(f"  - {attempt}" for attempt in attempts)
     raise WeightsError(f"could not fetch {name}:\n{lines}\n{offline_help(entry)}")
