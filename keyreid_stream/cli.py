@@ -234,6 +234,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     from keyreid_stream.data.sample import default_cache_dir
     from keyreid_stream.demo import choose_models, format_result, prepare_cameras, run_demo
+    from keyreid_stream.demo.progress import format_progress
     from keyreid_stream.demo.text import upgrade_lines
     from keyreid_stream.signals import stop_on_signals
 
@@ -259,7 +260,8 @@ def _demo(args: argparse.Namespace) -> int:
         run_demo(cameras, models, stride=options.stride, max_frames=options.max_frames, pace=options.pace,
                  redis_url=options.redis, http=args.http or options.http, report=Path(report) if report else None,
                  browse=browse, workdir=Path(options.workdir) if options.workdir else None,
-                 timeout_s=options.timeout_s, stop=stop, on_result=show)
+                 timeout_s=options.timeout_s, stop=stop, on_result=show,
+                 on_progress=lambda progress: print(format_progress(progress), flush=True))
     return EXIT_OK
 
 

@@ -26,6 +26,7 @@ from keyreid_stream.config.loader import dump_yaml
 from keyreid_stream.demo.geometry import LinkQuality, view_link_quality
 from keyreid_stream.demo.models import ModelChoice
 from keyreid_stream.demo.processes import ChildProcess, keyreid_command
+from keyreid_stream.demo.progress import DemoProgress, progress_from_cameras
 from keyreid_stream.demo.summary import IdentityReport, cross_camera_identities
 from keyreid_stream.demo.views import CameraView, cut_overlapping_views
 from keyreid_stream.matcher.client import QueryClient, QueryError
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 RECLUSTER_EVERY_S = 2.0
 POLL_S = 0.5
+PROGRESS_EVERY_S = 10.0
 STARTUP_TIMEOUT_S = 120.0
 # The sample's two views show one scene: a person is in both at once (negative gap), and leaves one view at most a
 # few seconds before entering the other.
@@ -127,9 +129,12 @@ def run_demo(
     timeout_s: float = 900.0,
     stop: threading.Event | None = None,
     on_result: Callable[[DemoResult], None] | None = None,
+    on_progress: Callable[[DemoProgress], None] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
 ) -> DemoResult:
     """Run the demo on ``cameras`` with ``models`` (see the module docstring); ``on_result`` is called with the
-    result before the browser serves (``browse``), so a caller can show it while the demo keeps running."""
+    result before the browser serves (``browse``), so a caller can show it while the demo keeps running;
+    ``on_progress`` every ``progress_every_s`` while the workers run (:mod:`~keyreid_stream.demo.progress`)."""
     stop = stop or threading.Event()
     started = time.monotonic()
     with _workdir(workdir) as folder, contextlib.ExitStack() as stack:
@@ -141,7 +146,7 @@ def run_demo(
         workers = [stack.enter_context(_worker(folder, camera, models, endpoint, stride, max_frames, pace, origin))
                    for camera in cameras]
         processing_started = time.monotonic()
-        _wait_workers(workers, matcher, stop, timeout_s)
+        _wait_workers(workers, matcher, stop, timeout_s, _progress_reporter(client, on_progress, progress_every_s))
         processing_s = time.monotonic() - processing_started
         stats = _wait_decided(client, matcher, stop)
         identities = tuple(cross_camera_identities(client))
@@ -259,8 +264,27 @@ def _wait_healthy(client: QueryClient, matcher: ChildProcess, stop: threading.Ev
                       f"{matcher.log_tail()}")
 
 
+def _progress_reporter(client: QueryClient, on_progress: Callable[[DemoProgress], None] | None,
+                       every_s: float) -> Callable[[], None]:
+    """A function to call while waiting: ``on_progress`` at most every ``every_s`` (errors reading it: skipped)."""
+    started, last = time.monotonic(), [time.monotonic()]
+
+    def report() -> None:
+        if on_progress is None or time.monotonic() - last[0] < every_s:
+            return
+        last[0] = time.monotonic()
+        try:
+            rows = client.get("/cameras")
+        except QueryError as exc:
+            logger.debug("no progress this time: %s", exc)
+            return
+        on_progress(progress_from_cameras(rows, time.monotonic() - started))
+
+    return report
+
+
 def _wait_workers(workers: Sequence[ChildProcess], matcher: ChildProcess, stop: threading.Event,
-                  timeout_s: float) -> None:
+                  timeout_s: float, report_progress: Callable[[], None] = lambda: None) -> None:
     deadline = time.monotonic() + timeout_s
     while any(worker.running for worker in workers):
         for process in (matcher, *workers):
@@ -268,6 +292,7 @@ def _wait_workers(workers: Sequence[ChildProcess], matcher: ChildProcess, stop: 
         _raise_if_stopped(stop)
         if time.monotonic() > deadline:
             raise DemoTimeout(f"the camera workers did not finish within {timeout_s:.0f} s (demo.timeout_s)")
+        report_progress()
         time.sleep(POLL_S)
     for worker in workers:
         worker.check()
