@@ -46,6 +46,20 @@ def test_auto_uses_the_weights_it_has(tmp_path: Path) -> None:
     assert not choice.quality_limited and choice.threshold == TRAINED_THRESHOLD
 
 
+def test_auto_uses_the_cached_authors_keyreid(tmp_path: Path) -> None:
+    from keyreid_stream.weights import CATALOGUE, installed_path
+
+    cached = installed_path(CATALOGUE["keyreid-mars"])  # in this test's empty cache (the fixture above)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a converted checkpoint")
+    choice = choose_models("auto")
+    assert choice.embedding == {"kind": "model", "arch": "keyreid_vit_base", "checkpoint": str(cached),
+                                "checkpoint_kind": "native", "num_cameras": 0, "allow_pickle": False}
+    assert "authors' MARS weights" in choice.lines[1] and not choice.quality_limited
+    assert choice.upgrade == ("yolo11n-pose",)  # only the detector is missing now
+    assert choose_models("auto", reid_checkpoint="keyreid-mars").embedding["checkpoint"] == str(cached)
+
+
 @pytest.mark.parametrize(("allow_pickle", "available"), [(False, False), (True, True)])
 def test_a_local_pickle_loads_only_when_allowed(tmp_path: Path, allow_pickle: bool, available: bool) -> None:
     weights = tmp_path / "yolo.pt"
