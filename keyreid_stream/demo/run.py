@@ -265,34 +265,43 @@ def _wait_healthy(client: QueryClient, matcher: ChildProcess, stop: threading.Ev
 
 
 def _progress_reporter(client: QueryClient, on_progress: Callable[[DemoProgress], None] | None,
-                       every_s: float) -> Callable[[], None]:
-    """A function to call while waiting: ``on_progress`` at most every ``every_s`` (errors reading it: skipped)."""
-    started, last = time.monotonic(), [time.monotonic()]
+                       every_s: float) -> Callable[[], bool]:
+    """A function to call while waiting: reads the workers' counters at most every ``every_s``, passes them to
+    ``on_progress`` and returns True when they moved since the last reading (a frame read, a tracklet embedded)."""
+    started, last, seen = time.monotonic(), [time.monotonic()], [None]
 
-    def report() -> None:
-        if on_progress is None or time.monotonic() - last[0] < every_s:
-            return
+    def report() -> bool:
+        if time.monotonic() - last[0] < every_s:
+            return False
         last[0] = time.monotonic()
         try:
-            rows = client.get("/cameras")
+            progress = progress_from_cameras(client.get("/cameras"), time.monotonic() - started)
         except QueryError as exc:
             logger.debug("no progress this time: %s", exc)
-            return
-        on_progress(progress_from_cameras(rows, time.monotonic() - started))
+            return False
+        if on_progress is not None:
+            on_progress(progress)
+        counts = tuple((camera.frames, camera.published) for camera in progress.cameras)
+        moved, seen[0] = counts != seen[0], counts
+        return moved
 
     return report
 
 
 def _wait_workers(workers: Sequence[ChildProcess], matcher: ChildProcess, stop: threading.Event,
-                  timeout_s: float, report_progress: Callable[[], None] = lambda: None) -> None:
+                  timeout_s: float, report_progress: Callable[[], bool] = lambda: False) -> None:
+    """Until every worker has ended; DemoTimeout when they make no progress for ``timeout_s`` (ViT-B on a CPU
+    takes several seconds per tracklet, so a slow run is not a stuck one)."""
     deadline = time.monotonic() + timeout_s
     while any(worker.running for worker in workers):
         for process in (matcher, *workers):
             process.check()
         _raise_if_stopped(stop)
+        if report_progress():
+            deadline = time.monotonic() + timeout_s
         if time.monotonic() > deadline:
-            raise DemoTimeout(f"the camera workers did not finish within {timeout_s:.0f} s (demo.timeout_s)")
-        report_progress()
+            raise DemoTimeout(f"the camera workers made no progress (no frame read, no tracklet embedded) for "
+                              f"{timeout_s:.0f} s (demo.timeout_s)")
         time.sleep(POLL_S)
     for worker in workers:
         worker.check()

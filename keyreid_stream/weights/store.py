@@ -43,14 +43,18 @@ def weights_dir(cache_dir: Path | None = None) -> Path:
 
 def installed_path(entry: WeightsEntry, cache_dir: Path | None = None) -> Path:
     """Where ``entry`` is (or will be) installed."""
-    if entry.downloader == "ultralytics":
-        from ultralytics.utils import SETTINGS
+    try:
+        if entry.downloader == "ultralytics":
+            from ultralytics.utils import SETTINGS
 
-        return Path(str(SETTINGS["weights_dir"])) / entry.filename
-    if entry.downloader == "torch-hub":
-        import torch
+            return Path(str(SETTINGS["weights_dir"])) / entry.filename
+        if entry.downloader == "torch-hub":
+            import torch
 
-        return Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
+            return Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
+    except ImportError as exc:
+        raise WeightsError(f"{entry.name} is read by {exc.name}, which is not installed (pip install "
+                           "'keyreid-stream[stream]')") from exc
     return weights_dir(cache_dir) / entry.filename
 
 
@@ -125,7 +129,7 @@ def status(catalogue: Catalogue | None = None, cache_dir: Path | None = None) ->
     for entry in _catalogue(catalogue).values():
         try:
             path = installed_path(entry, cache_dir)
-        except ImportError:  # ultralytics / torch not installed: nothing of theirs can be cached either
+        except WeightsError:  # ultralytics / torch not installed: nothing of theirs can be cached either
             rows.append(WeightsStatus(entry, Path(entry.filename), False))
             continue
         rows.append(WeightsStatus(entry, path, _is_installed(entry, path)))
