@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,6 +17,7 @@ import authors_reference as authors  # noqa: E402  (tests/weights/conftest.py pu
 from file_server import FileServer  # noqa: E402
 
 from keyreid_stream.cli import main  # noqa: E402
+from keyreid_stream.matcher.search import crop_embedder_from_config  # noqa: E402
 from keyreid_stream.data.synthetic import SyntheticSpec, write_synthetic_mars  # noqa: E402
 from keyreid_stream.model import build_model  # noqa: E402
 from keyreid_stream.model.checkpoint import load_checkpoint, load_model  # noqa: E402
@@ -66,8 +68,11 @@ def test_fetched_converted_then_loaded_by_name(files: FileServer, authors_file: 
     assert main(["weights", "list"]) == 0
     assert "cached" in next(line for line in capsys.readouterr().out.splitlines() if line.startswith("tiny-keyreid"))
 
-    worker_model = load_embedding_model("keyreid_test", "tiny-keyreid")  # the worker's (and image search's) loader
+    worker_model = load_embedding_model("keyreid_test", "tiny-keyreid")  # the worker's loader
     assert worker_model.name == "keyreid_test" and worker_model.version.startswith("sha256:")
+    search = crop_embedder_from_config("keyreid_test", "tiny-keyreid")  # the matcher's image search
+    space, descriptor = search(np.full((128, 64, 3), 90, np.uint8))
+    assert space.startswith(f"keyreid_test@{worker_model.version}") and np.isfinite(descriptor).all()
 
     dataset = tmp_path / "synthetic"
     write_synthetic_mars(dataset, SyntheticSpec(train_ids=6, test_ids=4, distractor_tracklets=1, junk_tracklets=1,
