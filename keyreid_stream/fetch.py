@@ -18,7 +18,6 @@ import http.client
 import logging
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -133,7 +132,7 @@ def _download_once(url: str, dest: Path, timeout: float, expected_size: int, pro
     request = urllib.request.Request(url, headers=headers)
     logger.info("downloading %s%s", url, f" (resuming at byte {have})" if have else "")
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) URLs of the catalogue
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to send, or a partial that does not fit: start over
             exc.close()
@@ -169,7 +168,7 @@ def _copy(response: http.client.HTTPResponse, out: object, url: str, start: int,
     while True:
         try:
             chunk = response.read(CHUNK)
-        except socket.timeout as exc:  # the server stopped sending
+        except TimeoutError as exc:  # the server stopped sending
             raise TimeoutError(f"no data from {url} for the read timeout ({exc})") from exc
         if not chunk:
             break

@@ -49,9 +49,9 @@ def upgrade_lines(models: ModelChoice) -> list[str]:
     if not models.upgrade:
         return []
     note = "re-ID quality is limited without trained weights; " if models.quality_limited else ""
-    return [f"NOTE: {note}'{models.upgrade_command}' (needs internet; offline: 'keyreid-stream weights import "
-            "NAME PATH') fetches the better models, which the demo then uses; or run 'scripts/dev demo "
-            "--fetch-models'"]
+    return [(f"NOTE: {note}'{models.upgrade_command}' (needs internet; offline: 'keyreid-stream weights import "
+             "NAME PATH') fetches the better models, which the demo then uses; or run 'scripts/dev demo "
+             "--fetch-models'")]
 
 
 def _table(identities: tuple[IdentityReport, ...], cameras: list[str], origin: float) -> list[str]:

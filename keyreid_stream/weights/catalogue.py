@@ -74,8 +74,8 @@ _KEYREID_REPO = "JinSeong0115/KeyRe-ID"
 _LFS = (f"https://github.com/{_KEYREID_REPO}/raw/main/weights/{{}}",
         f"https://media.githubusercontent.com/media/{_KEYREID_REPO}/main/weights/{{}}")
 _MEDIAPIPE_WHEEL = RemoteFile(
-    urls=("https://files.pythonhosted.org/packages/ad/83/56f760fecdc60de84c529d6c05c9dfc7d972617c6632bd254d5e021e5b16/"
-          "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl",),
+    urls=(("https://files.pythonhosted.org/packages/ad/83/56f760fecdc60de84c529d6c05c9dfc7d972617c6632bd254d5e021e5b16/"
+           "mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl"),),
     sha256="05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3", size=35_622_638)
 _MEDIAPIPE_NPM = RemoteFile(
     urls=("https://registry.npmjs.org/@mediapipe/pose/-/pose-0.5.1675469404.tgz",),
@@ -124,8 +124,8 @@ CATALOGUE_ENTRIES: tuple[WeightsEntry, ...] = (
         licence="Apache-2.0",
         sources=(Source(RemoteFile(
             (*(url.format("jx_vit_base_p16_224-80ecf9dd.pth") for url in _LFS),
-             "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/"
-             "jx_vit_base_p16_224-80ecf9dd.pth"),
+             ("https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-vitjx/"
+              "jx_vit_base_p16_224-80ecf9dd.pth")),
             "80ecf9dd5e3a58895e959af554c5666c4e7b4da4410de4f1f2b0025e93435d8c", 346_292_833)),),
         sha256="80ecf9dd5e3a58895e959af554c5666c4e7b4da4410de4f1f2b0025e93435d8c", size=346_292_833,
         reported="Dosovitskiy et al. 2021 (ViT); the KeyRe-ID authors start from this file"),
