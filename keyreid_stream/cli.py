@@ -307,10 +307,10 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
                          help="also read arbitrary pickled objects (only for files you trust)")
     convert.set_defaults(handler=_model_convert)
     info = sub.add_parser("info", help="what a keyreid-stream checkpoint holds")
-    info.add_argument("checkpoint", type=Path)
+    info.add_argument("checkpoint", help="checkpoint file or cached weights catalogue name (e.g. keyreid-mars)")
     info.set_defaults(handler=_model_info)
     export = sub.add_parser("export", help="export a keyreid-stream checkpoint's inference path to ONNX")
-    export.add_argument("checkpoint", type=Path)
+    export.add_argument("checkpoint", help="checkpoint file or cached weights catalogue name")
     export.add_argument("output", type=Path)
     export.add_argument("--opset", type=int, default=18)
     export.set_defaults(handler=_model_export)
@@ -341,8 +341,9 @@ def _model_convert(args: argparse.Namespace) -> int:
 def _model_info(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "WARNING", args.log_format or "text")
     from keyreid_stream.model.checkpoint import load_model
+    from keyreid_stream.weights import resolve_weights
 
-    model = load_model(args.checkpoint)
+    model = load_model(resolve_weights(args.checkpoint))
     params = sum(p.numel() for p in model.parameters())
     print(f"architecture: {model.arch}\nparameters: {params:,}\ndescriptor: {model.descriptor_dim} dims")
     for key, value in sorted(model.build_kwargs.items()):
@@ -354,8 +355,9 @@ def _model_export(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
     from keyreid_stream.model.checkpoint import load_model
     from keyreid_stream.model.export import export_onnx
+    from keyreid_stream.weights import resolve_weights
 
-    path = export_onnx(load_model(args.checkpoint), args.output, opset=args.opset)
+    path = export_onnx(load_model(resolve_weights(args.checkpoint)), args.output, opset=args.opset)
     print(f"wrote {path}")
     return EXIT_OK
 

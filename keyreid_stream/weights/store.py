@@ -94,9 +94,9 @@ def resolve_weights(name_or_path: str | os.PathLike[str], *, catalogue: Catalogu
         raise WeightsNotFound(f"the weights {name!r} are not in the cache ({target}): "
                               f"run 'keyreid-stream weights fetch {name}', or, without internet, "
                               + _import_hint(entry))
-    raise WeightsNotFound(f"{name}: checkpoint not found: no such file, and not a weights catalogue name (known: "
-                          f"{', '.join(sorted(entries))}); get one with 'keyreid-stream weights fetch NAME' or "
-                          "'keyreid-stream weights import NAME PATH'")
+    raise WeightsNotFound(f"checkpoint not found: {name} (no such checkpoint file, and not a weights catalogue "
+                          f"name; known: {', '.join(sorted(entries))}); get one with 'keyreid-stream weights fetch "
+                          "NAME' or 'keyreid-stream weights import NAME PATH'")
 
 
 def _import_hint(entry: WeightsEntry) -> str:
