@@ -4,7 +4,9 @@ Read from the workers' heartbeats as the matcher's API serves them (``GET /camer
 ``frames``, ``expected_frames`` (0 for a live stream), ``tracklets`` (finished, handed to the embedder) and
 ``published`` (embedded and sent). The time left is the larger of two estimates at the rates so far: reading the
 rest of the videos, and embedding the tracklets they will yield (the count so far, scaled to the whole video).
-ViT-B on a CPU embeds about one tracklet per 6 s, so the second one usually decides.
+ViT-B on a CPU embeds about one tracklet per 6 s, so the second one usually decides. Once every video is read the
+embedder has the CPU to itself and runs faster: from then on its rate is measured from that moment
+(:class:`ProgressTracker` remembers it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 
 from keyreid_stream.progress import format_time_left, time_left
 
-__all__ = ["CameraProgress", "DemoProgress", "format_progress", "progress_from_cameras"]
+__all__ = ["CameraProgress", "DemoProgress", "ProgressTracker", "format_progress", "progress_from_cameras"]
+
+SETTLE_S = 20.0  # how long after the last video ended the embedding rate since then is trusted
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class CameraProgress:
 class DemoProgress:
     elapsed_s: float
     cameras: tuple[CameraProgress, ...]
+    read_end_s: float | None = None  # when every camera had ended, if they have
+    embedded_at_read_end: int = 0
 
     @property
     def embedded(self) -> int:
@@ -57,6 +63,10 @@ class DemoProgress:
             return reading
         expected_tracklets = tracklets * expected / frames
         embedding = time_left(self.embedded, expected_tracklets, self.elapsed_s)
+        since = None if self.read_end_s is None else self.elapsed_s - self.read_end_s
+        if since is not None and since >= SETTLE_S and self.embedded > self.embedded_at_read_end:
+            embedding = time_left(self.embedded - self.embedded_at_read_end,
+                                  expected_tracklets - self.embedded_at_read_end, since)
         return None if embedding is None else max(reading, embedding)
 
 
@@ -72,6 +82,21 @@ def progress_from_cameras(rows: Sequence[Mapping[str, Any]], elapsed_s: float) -
         cameras.append(CameraProgress(str(row["camera_id"]), count("frames"), count("expected_frames"),
                                       count("tracklets"), count("published"), bool(count("ended"))))
     return DemoProgress(elapsed_s, tuple(sorted(cameras, key=lambda camera: camera.camera_id)))
+
+
+class ProgressTracker:
+    """Successive ``GET /cameras`` readings -> progress, remembering when the last video ended."""
+
+    def __init__(self) -> None:
+        self._read_end: tuple[float, int] | None = None
+
+    def update(self, rows: Sequence[Mapping[str, Any]], elapsed_s: float) -> DemoProgress:
+        progress = progress_from_cameras(rows, elapsed_s)
+        if self._read_end is None and progress.cameras and all(camera.ended for camera in progress.cameras):
+            self._read_end = (elapsed_s, progress.embedded)
+        if self._read_end is None:
+            return progress
+        return DemoProgress(progress.elapsed_s, progress.cameras, *self._read_end)
 
 
 def format_progress(progress: DemoProgress) -> str:

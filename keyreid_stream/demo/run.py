@@ -26,7 +26,7 @@ from keyreid_stream.config.loader import dump_yaml
 from keyreid_stream.demo.geometry import LinkQuality, view_link_quality
 from keyreid_stream.demo.models import ModelChoice
 from keyreid_stream.demo.processes import ChildProcess, keyreid_command
-from keyreid_stream.demo.progress import DemoProgress, progress_from_cameras
+from keyreid_stream.demo.progress import DemoProgress, ProgressTracker
 from keyreid_stream.demo.summary import IdentityReport, cross_camera_identities
 from keyreid_stream.demo.views import CameraView, cut_overlapping_views
 from keyreid_stream.matcher.client import QueryClient, QueryError
@@ -268,14 +268,14 @@ def _progress_reporter(client: QueryClient, on_progress: Callable[[DemoProgress]
                        every_s: float) -> Callable[[], bool]:
     """A function to call while waiting: reads the workers' counters at most every ``every_s``, passes them to
     ``on_progress`` and returns True when they moved since the last reading (a frame read, a tracklet embedded)."""
-    started, last, seen = time.monotonic(), [time.monotonic()], [None]
+    started, last, seen, tracker = time.monotonic(), [time.monotonic()], [None], ProgressTracker()
 
     def report() -> bool:
         if time.monotonic() - last[0] < every_s:
             return False
         last[0] = time.monotonic()
         try:
-            progress = progress_from_cameras(client.get("/cameras"), time.monotonic() - started)
+            progress = tracker.update(client.get("/cameras"), time.monotonic() - started)
         except QueryError as exc:
             logger.debug("no progress this time: %s", exc)
             return False
