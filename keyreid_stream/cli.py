@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(commands)
     _add_model_commands(commands)
     _add_keypoints_commands(commands)
+    from keyreid_stream.weights.cli import add_commands as add_weights_commands
+
+    add_weights_commands(commands)
     from keyreid_stream.train.cli import add_commands as add_training_commands
 
     add_training_commands(commands)
@@ -140,6 +143,9 @@ _LAZY_ERRORS = (
     ("keyreid_stream.demo.run", "DemoTimeout"),
     ("keyreid_stream.demo.run", "DemoInputError"),
     ("keyreid_stream.redis_server", "RedisServerError"),
+    ("keyreid_stream.fetch", "FetchError"),
+    ("keyreid_stream.weights.store", "WeightsError"),
+    ("keyreid_stream.weights.catalogue", "CatalogueError"),
 )
 
 
@@ -214,6 +220,9 @@ def _add_demo_command(commands: argparse._SubParsersAction) -> None:
                            "(default: demo.sources, i.e. two overlapping views of the sample video)")
     demo.add_argument("--models", choices=("auto", "classical", "trained"), default=None,
                       help="auto (best available, default), classical (no weights) or trained (YOLO-pose + KeyRe-ID)")
+    demo.add_argument("--fetch-models", action="store_true",
+                      help="first fetch the catalogue's demo models (YOLO-pose, the authors' KeyRe-ID: "
+                           "'keyreid-stream weights fetch demo'; needs internet once)")
     demo.add_argument("--report", default=None, metavar="FILE", help="write the HTML report here ('' for none)")
     demo.add_argument("--browse", action="store_true", help="keep the identity browser serving until Ctrl-C")
     demo.add_argument("--http", default=None, metavar="[HOST]:PORT", help="where the matcher's API and browser listen")
@@ -225,15 +234,20 @@ def _demo(args: argparse.Namespace) -> int:
 
     from keyreid_stream.data.sample import default_cache_dir
     from keyreid_stream.demo import choose_models, format_result, prepare_cameras, run_demo
+    from keyreid_stream.demo.progress import format_progress
+    from keyreid_stream.demo.text import upgrade_lines
     from keyreid_stream.signals import stop_on_signals
 
     options = _load(args).demo
+    if args.fetch_models:
+        _fetch_demo_models()
     browse = args.browse or options.browse
     report = options.report if args.report is None else args.report
     models = choose_models(args.models or options.models, detector_model=options.detector_model,
                            reid_checkpoint=options.reid_checkpoint, reid_arch=options.reid_arch,
                            reid_checkpoint_kind=options.reid_checkpoint_kind, reid_num_cameras=options.reid_num_cameras,
                            allow_pickle=options.allow_pickle, threshold=options.threshold)
+    print("models:\n" + "\n".join(f"  {line}" for line in (*models.lines, *upgrade_lines(models))), flush=True)
     cameras = prepare_cameras(tuple(args.source) if args.source else options.sources, cache_dir=default_cache_dir(),
                               view_width=options.view_width, max_frames=options.max_frames)
 
@@ -246,8 +260,21 @@ def _demo(args: argparse.Namespace) -> int:
         run_demo(cameras, models, stride=options.stride, max_frames=options.max_frames, pace=options.pace,
                  redis_url=options.redis, http=args.http or options.http, report=Path(report) if report else None,
                  browse=browse, workdir=Path(options.workdir) if options.workdir else None,
-                 timeout_s=options.timeout_s, stop=stop, on_result=show)
+                 timeout_s=options.timeout_s, stop=stop, on_result=show,
+                 on_progress=lambda progress: print(format_progress(progress), flush=True))
     return EXIT_OK
+
+
+def _fetch_demo_models() -> None:
+    """``--fetch-models``: what cannot be fetched is reported, and the demo runs with what it has."""
+    from keyreid_stream.weights import WeightsError, expand_names, fetch_weights
+    from keyreid_stream.weights.cli import progress_bars
+
+    for name in expand_names(["demo"]):
+        try:
+            fetch_weights(name, progress=progress_bars(sys.stderr.isatty()))
+        except WeightsError as exc:
+            print(f"keyreid-stream: could not fetch {name}; the demo runs without it:\n{exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
@@ -280,10 +307,10 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
                          help="also read arbitrary pickled objects (only for files you trust)")
     convert.set_defaults(handler=_model_convert)
     info = sub.add_parser("info", help="what a keyreid-stream checkpoint holds")
-    info.add_argument("checkpoint", type=Path)
+    info.add_argument("checkpoint", help="checkpoint file or cached weights catalogue name (e.g. keyreid-mars)")
     info.set_defaults(handler=_model_info)
     export = sub.add_parser("export", help="export a keyreid-stream checkpoint's inference path to ONNX")
-    export.add_argument("checkpoint", type=Path)
+    export.add_argument("checkpoint", help="checkpoint file or cached weights catalogue name")
     export.add_argument("output", type=Path)
     export.add_argument("--opset", type=int, default=18)
     export.set_defaults(handler=_model_export)
@@ -314,8 +341,9 @@ def _model_convert(args: argparse.Namespace) -> int:
 def _model_info(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "WARNING", args.log_format or "text")
     from keyreid_stream.model.checkpoint import load_model
+    from keyreid_stream.weights import resolve_weights
 
-    model = load_model(args.checkpoint)
+    model = load_model(resolve_weights(args.checkpoint))
     params = sum(p.numel() for p in model.parameters())
     print(f"architecture: {model.arch}\nparameters: {params:,}\ndescriptor: {model.descriptor_dim} dims")
     for key, value in sorted(model.build_kwargs.items()):
@@ -327,8 +355,9 @@ def _model_export(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
     from keyreid_stream.model.checkpoint import load_model
     from keyreid_stream.model.export import export_onnx
+    from keyreid_stream.weights import resolve_weights
 
-    path = export_onnx(load_model(args.checkpoint), args.output, opset=args.opset)
+    path = export_onnx(load_model(resolve_weights(args.checkpoint)), args.output, opset=args.opset)
     print(f"wrote {path}")
     return EXIT_OK
 

@@ -27,7 +27,8 @@ class DemoConfig:
     ``classical`` (HOG, keypoint prior, part histograms: no weights) or ``trained`` (YOLO-pose and KeyRe-ID, an
     error when missing). ``redis``: empty = start a private server; else the URL of a running one.
     ``http``: where the matcher's API and identity browser listen (port 0 = any free port). ``report``: the static
-    HTML report to write (empty = none); ``browse``: keep the browser serving until Ctrl-C.
+    HTML report to write (empty = none); ``browse``: keep the browser serving until Ctrl-C. ``timeout_s``: the demo
+    stops when its workers make no progress (no frame read, no tracklet embedded) for that long.
     """
 
     sources: tuple[str, ...] = ("sample",)

@@ -5,34 +5,37 @@ Debian's ``opencv-doc`` package installs it. When it is absent, :func:`fetch_sam
 *sources* in order: by default the Debian package (``apt-get download``, which needs no root where apt
 lists exist), then each upstream URL. A source is any callable that receives an empty scratch directory
 and returns the path of a candidate file; every candidate is checked against the expected SHA-256 before it
-is moved atomically into the cache, so a half-written or wrong file never ends up there.
+is moved atomically into the cache, so a half-written or wrong file never ends up there. URLs are downloaded by
+the project's one fetcher (:mod:`keyreid_stream.fetch`: redirects, timeouts, resumed dropped connections).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+from keyreid_stream.fetch import CACHE_ENV, default_cache_dir, download_url, sha256_of
+
+__all__ = ["CACHE_ENV", "VTEST", "DebianSource", "SampleDataError", "SampleSpec", "Source", "UrlSource", "apt_download",
+           "default_cache_dir", "default_sources", "download_url", "extract_from_deb", "fetch_sample", "find_sample",
+           "sha256_of"]
 
 logger = logging.getLogger(__name__)
 
 Source = Callable[[Path], Path]
 """A fetch strategy: given an empty scratch directory, return the path of a candidate file (or raise)."""
 
-CACHE_ENV = "KEYREID_STREAM_CACHE"
 _CHUNK = 1 << 20
 _MAX_SYMLINK_HOPS = 4
-_USER_AGENT = "keyreid-stream sample fetcher"
 
 
 class SampleDataError(RuntimeError):
@@ -64,29 +67,6 @@ VTEST = SampleSpec(
     licence="Apache-2.0 AND BSD-3-Clause",
 )
 """OpenCV's pedestrian clip: 768x576, 10 fps, 795 frames."""
-
-
-def default_cache_dir() -> Path:
-    """``$KEYREID_STREAM_CACHE``, else ``$XDG_CACHE_HOME/keyreid-stream``, else ``~/.cache/keyreid-stream``.
-
-    Empty variables count as unset.
-    """
-    explicit = os.environ.get(CACHE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "keyreid-stream"
-    return Path.home() / ".cache" / "keyreid-stream"
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _cache_path(spec: SampleSpec, cache_dir: Path | None) -> Path:
@@ -141,18 +121,6 @@ def find_sample(spec: SampleSpec = VTEST, cache_dir: Path | None = None) -> Path
 
 
 # -------------------------------------------------------------------------------------------- building blocks
-
-
-def download_url(url: str, dest: Path, timeout: float) -> Path:
-    """Stream ``url`` to the file ``dest`` (created or overwritten) and return ``dest``.
-
-    Raises :class:`urllib.error.URLError` (an ``OSError``) on network or HTTP errors.
-    """
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    logger.info("downloading %s", url)
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-        shutil.copyfileobj(response, out, _CHUNK)
-    return dest
 
 
 def _normalise(name: str) -> str:

@@ -4,10 +4,13 @@
   one pass) when its weights are a local file, in ultralytics' weights folder, or downloadable (online, and
   ``YOLO_OFFLINE`` unset). Otherwise OpenCV's HOG people detector (its coefficients ship inside OpenCV) with the
   keypoint prior (the average COCO-17 layout of a standing person in its box).
-* Appearance: KeyRe-ID when a checkpoint is given (ours, or the authors' with ``checkpoint_kind: official``).
-  There are no public KeyRe-ID weights to download, and the demo never runs a re-ID network with random weights.
+* Appearance: KeyRe-ID when a checkpoint is given (a file: ours, or the authors' with ``checkpoint_kind:
+  official``; or a weights catalogue name), else the authors' MARS model when the catalogue's ``keyreid-mars`` is
+  cached (``keyreid-stream weights fetch keyreid-mars``). The demo never runs a re-ID network with random weights.
   Otherwise the classical part colour/texture histogram descriptor, and the output says plainly that re-ID
   quality is then limited.
+
+What is missing is named in :attr:`ModelChoice.upgrade`: the catalogue entries whose fetch would upgrade the run.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["ModelChoice", "choose_models"]
+__all__ = ["DEMO_DETECTOR", "DEMO_REID", "ModelChoice", "choose_models"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ Mode = Literal["auto", "classical", "trained"]
 CLASSICAL_ASSOCIATION = {"threshold": 0.95, "merge_threshold": 0.97, "split_threshold": 0.8}
 TRAINED_ASSOCIATION = {"threshold": 0.6, "merge_threshold": 0.7, "split_threshold": 0.35}
 CLASSICAL_THRESHOLD = CLASSICAL_ASSOCIATION["threshold"]
+DEMO_DETECTOR = "yolo11n-pose"  # weights catalogue names of the demo's best models (the catalogue's "demo" group)
+DEMO_REID = "keyreid-mars"
 TRAINED_THRESHOLD = TRAINED_ASSOCIATION["threshold"]
 
 
@@ -44,6 +49,7 @@ class ModelChoice:
     association: dict[str, float]
     quality_limited: bool
     lines: tuple[str, ...]
+    upgrade: tuple[str, ...] = ()  # weights catalogue names that would give a better run once fetched
 
     @property
     def threshold(self) -> float:
@@ -52,6 +58,11 @@ class ModelChoice:
     @property
     def summary(self) -> str:
         return "; ".join(self.lines)
+
+    @property
+    def upgrade_command(self) -> str:
+        """The command that fetches what would upgrade this run ("" when nothing would)."""
+        return f"keyreid-stream weights fetch {' '.join(self.upgrade)}" if self.upgrade else ""
 
 
 def choose_models(mode: Mode = "auto", *, detector_model: str = "yolo11n-pose.pt", reid_checkpoint: str = "",
@@ -63,16 +74,21 @@ def choose_models(mode: Mode = "auto", *, detector_model: str = "yolo11n-pose.pt
     if mode not in ("auto", "classical", "trained"):
         raise ValueError(f"demo.models must be auto, classical or trained, not {mode!r}")
     lines: list[str] = []
+    upgrade: list[str] = []
     detector, pose, detector_why = _people(mode, detector_model, allow_pickle)
     lines.append(detector_why)
+    if detector["kind"] == "hog" and mode != "classical" and Path(detector_model).name == f"{DEMO_DETECTOR}.pt":
+        upgrade.append(DEMO_DETECTOR)
     embedding, limited, embedding_why = _appearance(mode, reid_checkpoint, reid_arch, reid_checkpoint_kind,
                                                     reid_num_cameras, allow_pickle)
     lines.append(embedding_why)
+    if limited and mode != "classical":
+        upgrade.append(DEMO_REID)
     association = dict(CLASSICAL_ASSOCIATION if limited else TRAINED_ASSOCIATION)
     if threshold is not None:  # the others follow, keeping their distance to it
         shift = threshold - association["threshold"]
         association = {name: min(1.0, value + shift) for name, value in association.items()}
-    return ModelChoice(detector, pose, embedding, association, limited, tuple(lines))
+    return ModelChoice(detector, pose, embedding, association, limited, tuple(lines), tuple(upgrade))
 
 
 def _people(mode: Mode, model: str, allow_pickle: bool) -> tuple[dict[str, object], dict[str, object], str]:
@@ -96,16 +112,26 @@ def _appearance(mode: Mode, checkpoint: str, arch: str, kind: str, num_cameras: 
                      "a classical descriptor, not a trained re-ID model")
     if mode == "classical":
         return classical, True, why_classical
+    from keyreid_stream.weights import WeightsNotFound, installed_path, load_catalogue, resolve_weights
+
     if checkpoint:
-        if not Path(checkpoint).expanduser().is_file():
-            raise FileNotFoundError(f"KeyRe-ID checkpoint not found: {checkpoint}")
-        return ({"kind": "model", "arch": arch, "checkpoint": str(Path(checkpoint).expanduser()),
-                 "checkpoint_kind": kind, "num_cameras": num_cameras, "allow_pickle": allow_pickle}, False,
+        path = resolve_weights(checkpoint)  # a file or a cached catalogue name; else an error naming the commands
+        return ({"kind": "model", "arch": arch, "checkpoint": str(path), "checkpoint_kind": kind,
+                 "num_cameras": num_cameras, "allow_pickle": allow_pickle}, False,
                 f"appearance: the re-ID model in {checkpoint} ({kind} checkpoint)")
-    if mode == "trained":
-        raise FileNotFoundError("demo.models=trained needs a KeyRe-ID checkpoint: demo.reid_checkpoint=PATH "
-                                "(there are no public KeyRe-ID weights to download)")
-    return classical, True, why_classical + " (no KeyRe-ID checkpoint given: demo.reid_checkpoint=PATH)"
+    try:
+        path = resolve_weights(DEMO_REID)
+    except WeightsNotFound:
+        entry = load_catalogue()[DEMO_REID]
+        missing = (f"no KeyRe-ID checkpoint: the authors' MARS weights ({DEMO_REID}) are not in the cache "
+                   f"{installed_path(entry).parent}")
+        if mode == "trained":
+            raise FileNotFoundError(f"demo.models=trained needs KeyRe-ID weights: {missing}; run 'keyreid-stream "
+                                    f"weights fetch {DEMO_REID}' or give demo.reid_checkpoint=PATH") from None
+        return classical, True, f"{why_classical} ({missing})"
+    return ({"kind": "model", "arch": load_catalogue()[DEMO_REID].arch, "checkpoint": str(path),
+             "checkpoint_kind": "native", "num_cameras": 0, "allow_pickle": False}, False,
+            f"appearance: KeyRe-ID with its authors' MARS weights ({DEMO_REID}: {path})")
 
 
 def yolo_weights_available(model: str, allow_pickle: bool = False) -> tuple[bool, str]:

@@ -26,6 +26,7 @@ from keyreid_stream.config.loader import dump_yaml
 from keyreid_stream.demo.geometry import METHOD, LinkQuality, view_link_quality
 from keyreid_stream.demo.models import ModelChoice
 from keyreid_stream.demo.processes import ChildProcess, keyreid_command
+from keyreid_stream.demo.progress import DemoProgress, ProgressTracker
 from keyreid_stream.demo.summary import IdentityReport, cross_camera_identities
 from keyreid_stream.demo.views import CameraView, cut_overlapping_views
 from keyreid_stream.matcher.client import QueryClient, QueryError
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 RECLUSTER_EVERY_S = 2.0
 POLL_S = 0.5
+PROGRESS_EVERY_S = 10.0
 STARTUP_TIMEOUT_S = 120.0
 # The sample's two views show one scene: a person is in both at once (negative gap), and leaves one view at most a
 # few seconds before entering the other.
@@ -127,9 +129,12 @@ def run_demo(
     timeout_s: float = 900.0,
     stop: threading.Event | None = None,
     on_result: Callable[[DemoResult], None] | None = None,
+    on_progress: Callable[[DemoProgress], None] | None = None,
+    progress_every_s: float = PROGRESS_EVERY_S,
 ) -> DemoResult:
     """Run the demo on ``cameras`` with ``models`` (see the module docstring); ``on_result`` is called with the
-    result before the browser serves (``browse``), so a caller can show it while the demo keeps running."""
+    result before the browser serves (``browse``), so a caller can show it while the demo keeps running;
+    ``on_progress`` every ``progress_every_s`` while the workers run (:mod:`~keyreid_stream.demo.progress`)."""
     stop = stop or threading.Event()
     started = time.monotonic()
     with _workdir(workdir) as folder, contextlib.ExitStack() as stack:
@@ -141,7 +146,7 @@ def run_demo(
         workers = [stack.enter_context(_worker(folder, camera, models, endpoint, stride, max_frames, pace))
                    for camera in cameras]
         processing_started = time.monotonic()
-        _wait_workers(workers, matcher, stop, timeout_s)
+        _wait_workers(workers, matcher, stop, timeout_s, _progress_reporter(client, on_progress, progress_every_s))
         processing_s = time.monotonic() - processing_started
         stats = _wait_decided(client, matcher, stop)
         identities = tuple(cross_camera_identities(client))
@@ -259,15 +264,44 @@ def _wait_healthy(client: QueryClient, matcher: ChildProcess, stop: threading.Ev
                       f"{matcher.log_tail()}")
 
 
+def _progress_reporter(client: QueryClient, on_progress: Callable[[DemoProgress], None] | None,
+                       every_s: float) -> Callable[[], bool]:
+    """A function to call while waiting: reads the workers' counters at most every ``every_s``, passes them to
+    ``on_progress`` and returns True when they moved since the last reading (a frame read, a tracklet embedded)."""
+    started, last, seen, tracker = time.monotonic(), [time.monotonic()], [None], ProgressTracker()
+
+    def report() -> bool:
+        if time.monotonic() - last[0] < every_s:
+            return False
+        last[0] = time.monotonic()
+        try:
+            progress = tracker.update(client.get("/cameras"), time.monotonic() - started)
+        except QueryError as exc:
+            logger.debug("no progress this time: %s", exc)
+            return False
+        if on_progress is not None:
+            on_progress(progress)
+        counts = tuple((camera.frames, camera.published) for camera in progress.cameras)
+        moved, seen[0] = counts != seen[0], counts
+        return moved
+
+    return report
+
+
 def _wait_workers(workers: Sequence[ChildProcess], matcher: ChildProcess, stop: threading.Event,
-                  timeout_s: float) -> None:
+                  timeout_s: float, report_progress: Callable[[], bool] = lambda: False) -> None:
+    """Until every worker has ended; DemoTimeout when they make no progress for ``timeout_s`` (ViT-B on a CPU
+    takes several seconds per tracklet, so a slow run is not a stuck one)."""
     deadline = time.monotonic() + timeout_s
     while any(worker.running for worker in workers):
         for process in (matcher, *workers):
             process.check()
         _raise_if_stopped(stop)
+        if report_progress():
+            deadline = time.monotonic() + timeout_s
         if time.monotonic() > deadline:
-            raise DemoTimeout(f"the camera workers did not finish within {timeout_s:.0f} s (demo.timeout_s)")
+            raise DemoTimeout(f"the camera workers made no progress (no frame read, no tracklet embedded) for "
+                              f"{timeout_s:.0f} s (demo.timeout_s)")
         time.sleep(POLL_S)
     for worker in workers:
         worker.check()

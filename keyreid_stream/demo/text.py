@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from keyreid_stream.clock import clock_note, format_time
 from keyreid_stream.demo.geometry import METHOD
+from keyreid_stream.demo.models import ModelChoice
 from keyreid_stream.demo.run import DemoResult
 from keyreid_stream.demo.summary import IdentityReport
 
-__all__ = ["format_result"]
+__all__ = ["format_result", "upgrade_lines"]
 
 MAX_ROWS = 30
 
@@ -22,9 +23,7 @@ def format_result(result: DemoResult, *, max_rows: int = MAX_ROWS) -> str:
         tracklets = result.tracklets_per_camera.get(camera.camera_id, 0)
         lines.append(f"  {camera.camera_id:<10} {camera.description}; {frames} frames, {tracklets} tracklets")
     lines += ["", "models:"] + [f"  {line}" for line in result.models.lines]
-    if result.models.quality_limited:
-        lines.append("  NOTE: re-ID quality is limited without trained weights; give demo.reid_checkpoint=PATH "
-                     "(and YOLO weights) for KeyRe-ID.")
+    lines += [f"  {line}" for line in upgrade_lines(result.models)]
     total_frames = sum(result.frames_per_camera.values())
     lines += ["", f"processing: {total_frames} frames in {result.processing_s:.1f} s "
                   f"({total_frames / max(result.processing_s, 1e-9):.1f} frames/s over all cameras); "
@@ -42,6 +41,16 @@ def format_result(result: DemoResult, *, max_rows: int = MAX_ROWS) -> str:
     if result.report_path is not None:
         lines += ["", f"report: {result.report_path} (open it in a web browser)"]
     return "\n".join(lines)
+
+
+def upgrade_lines(models: ModelChoice) -> list[str]:
+    """What would make the run better, as the exact commands."""
+    if not models.upgrade:
+        return []
+    note = "re-ID quality is limited without trained weights; " if models.quality_limited else ""
+    return [(f"NOTE: {note}'{models.upgrade_command}' (needs internet; offline: 'keyreid-stream weights import "
+             "NAME PATH') fetches the better models, which the demo then uses; or run 'scripts/dev demo "
+             "--fetch-models'")]
 
 
 def _table(identities: tuple[IdentityReport, ...], cameras: list[str]) -> list[str]:

@@ -33,6 +33,7 @@ import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS
 from keyreid_stream.keypoints.pose import PersonPoses, PoseBackend, PoseError, _check_images
+from keyreid_stream.weights import WeightsNotFound, resolve_weights
 
 __all__ = ["COCO_FROM_BLAZEPOSE", "INPUT_SIZE", "VARIANTS", "BlazePose", "resolve_model", "square_boxes"]
 
@@ -48,9 +49,8 @@ DEFAULT_MIN_PRESENCE = 0.5  # MediaPipe's threshold on the pose presence score
 
 
 def resolve_model(model: str) -> Path:
-    """The ``.tflite`` file ``model`` names: an existing file as is, ``blazepose-VARIANT`` in the weights cache."""
-    from keyreid_stream.data.sample import default_cache_dir
-
+    """The ``.tflite`` file ``model`` names: an existing file as is, ``blazepose-VARIANT`` from the weights
+    catalogue's cache (:func:`keyreid_stream.weights.resolve_weights`; the error says how to fetch or import it)."""
     path = Path(model).expanduser()
     if path.is_file():
         return path
@@ -58,13 +58,10 @@ def resolve_model(model: str) -> Path:
     if match is None or match.group(1) not in VARIANTS:
         names = ", ".join(f"blazepose-{variant}" for variant in VARIANTS)
         raise PoseError(f"BlazePose model {model!r} is neither a file nor a known name ({names})")
-    cached = default_cache_dir() / "weights" / f"pose_landmark_{match.group(1)}.tflite"
-    if cached.is_file():
-        return cached
-    raise PoseError(
-        f"the {model} model is not installed ({cached} is missing): run `keyreid-stream weights fetch {model}`, "
-        f"or `keyreid-stream weights import {model} FILE` with a file fetched on another machine"
-    )
+    try:
+        return resolve_weights(model)
+    except WeightsNotFound as exc:
+        raise PoseError(str(exc)) from None
 
 
 def square_boxes(boxes: np.ndarray, margin: float) -> np.ndarray:

@@ -148,7 +148,7 @@ class ApiConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     """Search by image crop needs the workers' re-ID model: ``arch`` ("" = image search off), its ``checkpoint``
-    (the same file the workers use, so descriptors are comparable) and a device."""
+    (the same file or weights catalogue name the workers use, so descriptors are comparable) and a device."""
 
     arch: str = ""
     checkpoint: str = ""

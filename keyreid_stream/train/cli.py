@@ -143,7 +143,9 @@ def _add_eval(commands: argparse._SubParsersAction) -> None:
                     "per-frame camera ids). iLIDS-VID / PRID-2011: put {split} in the checkpoint path to "
                     "evaluate each split's model and report mean and std.")
     _config_arguments(parser)
-    parser.add_argument("--checkpoint", required=True, help="model file; {split} is replaced by the split number")
+    parser.add_argument("--checkpoint", required=True,
+                        help="model file ({split} is replaced by the split number) or a weights catalogue name "
+                             "(keyreid-stream weights list)")
     parser.add_argument("--splits", default=None, metavar="all|N[,N...]", help="which test splits (default: all)")
     parser.add_argument("--protocol", choices=("standard", "official", "both"), default=None)
     parser.add_argument("--rerank", action="store_true", default=None, help="add k-reciprocal re-ranking")

@@ -73,7 +73,8 @@ class AugmentConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """``arch`` from the registry; ``pretrained``: ``"imagenet"`` (timm hub, needs internet), a local weights file,
-    or ``""`` for random initialisation; ``options`` override the architecture's defaults (e.g. ``tcss: false``)."""
+    a cached weights catalogue name (``vit-base-imagenet``, ``resnet50-imagenet``) or ``""`` for random
+    initialisation; ``options`` override the architecture's defaults (e.g. ``tcss: false``)."""
 
     arch: str = "keyreid_vit_base"
     pretrained: str = "imagenet"

@@ -25,6 +25,7 @@ from keyreid_stream.eval.runner import SplitEvaluation, evaluate_split, write_re
 from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
+from keyreid_stream.weights import resolve_weights
 
 __all__ = ["EvaluationSummary", "evaluate_checkpoint", "evaluate_tracklets", "load_for_evaluation"]
 
@@ -86,7 +87,8 @@ def load_for_evaluation(path: Path, config: TrainingConfig, split: ReIDSplit, *,
 def evaluate_checkpoint(config: TrainingConfig, checkpoint: str, *, splits: Sequence[int] | None = None,
                         output: str | os.PathLike[str] | None = None, protocol: str | None = None,
                         rerank: bool | None = None, allow_pickle: bool = False) -> EvaluationSummary:
-    """Evaluate ``checkpoint`` (``{split}`` in the path is replaced by the split number) on the test splits."""
+    """Evaluate ``checkpoint`` (a file, ``{split}`` in its path replaced by the split number, or a weights catalogue
+    name such as ``keyreid-mars``) on the test splits."""
     data = config.data
     chosen = tuple(splits) if splits is not None else tuple(range(split_count(data.dataset)))
     if len(chosen) > 1 and "{split}" not in checkpoint:
@@ -99,7 +101,7 @@ def evaluate_checkpoint(config: TrainingConfig, checkpoint: str, *, splits: Sequ
     out = Path(output) if output is not None else None
     for split_number in chosen:
         split = read_split(data.dataset, data.root, split_number)
-        path = Path(checkpoint.replace("{split}", str(split_number)))
+        path = resolve_weights(checkpoint.replace("{split}", str(split_number)))  # a file or a catalogue name
         model = load_for_evaluation(path, config, split, allow_pickle=allow_pickle).to(processes.device)
         keypoints = setup.open_keypoints(data.keypoints, data.root, model, data.missing_keypoints)
         reports = None

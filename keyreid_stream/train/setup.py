@@ -23,6 +23,7 @@ from keyreid_stream.data.video import KeypointSource
 from keyreid_stream.model.losses import ReIDLoss
 from keyreid_stream.model.registry import build_model
 from keyreid_stream.train.config import ModelConfig, OptimConfig, TrainingConfig
+from keyreid_stream.weights import resolve_weights
 
 __all__ = ["Processes", "build_loss", "build_optimizers", "build_run_model", "fingerprint", "init_processes",
            "label_map", "open_keypoints", "resolve_amp"]
@@ -104,7 +105,7 @@ def build_run_model(config: ModelConfig, *, num_classes: int, split: ReIDSplit, 
     if config.pretrained == "imagenet":
         pretrained = True
     elif config.pretrained:
-        pretrained = Path(config.pretrained)
+        pretrained = resolve_weights(config.pretrained)  # a file, or a cached catalogue name (vit-base-imagenet)
     num_cameras = split.num_cameras if config.camera_embedding else 0
     options = {"img_size": tuple(image_size), "num_frames": clip_length, **dict(config.options)}
     return build_model(config.arch, num_classes, num_cameras, pretrained=pretrained, **options)

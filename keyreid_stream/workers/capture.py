@@ -94,6 +94,17 @@ class _ReplaySource(FrameSource):
         t0, i0 = self._pace_origin
         self._sleep(t0 + (index - i0) / float(self.fps or FALLBACK_FPS) - time.monotonic())
 
+    def expected_frames(self) -> int | None:
+        total = self._length()
+        if self.loop or not total:
+            return None
+        frames = -(-total // self._stride)
+        return frames if self._max_frames is None else min(frames, self._max_frames)
+
+    def _length(self) -> int:
+        """Frames (or images) in one pass, 0 when unknown."""
+        return 0
+
     def _frames(self) -> Iterator[Frame]:
         while True:
             decoded = yield from self._one_pass()
@@ -126,6 +137,9 @@ class VideoFileSource(_ReplaySource):
         self.fps = fps or _sane_fps(capture.get(cv2.CAP_PROP_FPS), self.path)
         self.frame_count = _frame_count(capture)
         self._replace_capture(capture)
+
+    def _length(self) -> int:
+        return self.frame_count
 
     def _rewind(self) -> None:
         self._replace_capture(None)
@@ -186,6 +200,9 @@ class ImageFolderSource(_ReplaySource):
         self.files = sorted(images, key=lambda p: p.name)
         if not self.files:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {self.folder}")
+
+    def _length(self) -> int:
+        return len(self.files)
 
     def _one_pass(self) -> Generator[Frame, None, int]:
         decoded = 0

@@ -140,7 +140,8 @@ class EmbeddingConfig:
     """The appearance descriptor. ``kind``: ``model`` (a re-ID network, below) or ``part-histogram`` (colour and
     texture histograms of the keypoint-guided body parts: no weights, no GPU, limited re-ID quality).
     The re-ID model: ``checkpoint``: one of ours (``train`` writes them), or the authors' (``checkpoint_kind:
-    official`` with ``arch`` and ``num_cameras``); empty = random weights, which only tests should use.
+    official`` with ``arch`` and ``num_cameras``), or a cached weights catalogue name (``keyreid-mars``: the authors'
+    MARS model, converted); empty = random weights, which only tests should use.
     ``max_clips``: clips per tracklet (dense T-frame clips as at test time); ``max_wait_s``: how long a finished
     tracklet may wait for others to fill a batch. ``mean`` / ``std``: the input normalisation; null = the one the
     checkpoint was trained with (recorded by ``train``), else 0.5 / 0.5."""

@@ -53,19 +53,19 @@ def _file_version(path: Path) -> str:
 
 def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: str = "auto",
                          num_cameras: int = 0, allow_pickle: bool = False) -> EmbeddingModel:
-    """Our checkpoints rebuild themselves (``arch`` is then read from the file); the authors' weights
+    """``checkpoint``: a file or a weights catalogue name (``keyreid-stream weights list``). Our checkpoints
+    rebuild themselves (``arch`` is then read from the file); the authors' weights
     (``official``) go into ``build_model(arch, 0, num_cameras, compat="official")``; no checkpoint = random
     weights, whose descriptors carry no identity (tests and benchmarks only; a warning says so)."""
     from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
     from keyreid_stream.model.registry import build_model, get_spec
+    from keyreid_stream.weights import resolve_weights
 
     if not checkpoint:
         logger.warning("embedding model %s has RANDOM weights (embedding.checkpoint is empty): its descriptors "
                        "do not identify anybody; give a trained checkpoint for real use", arch)
         return EmbeddingModel(build_model(arch, 0, num_cameras), arch, RANDOM_VERSION)
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"embedding checkpoint not found: {path}")
+    path = resolve_weights(checkpoint)  # a file, or a cached catalogue name (e.g. keyreid-mars)
     if checkpoint_kind in ("auto", "native"):
         try:
             model = load_model(path)

@@ -39,6 +39,7 @@ import numpy as np
 
 from keyreid_stream.contracts import Detections, Frame, Heartbeat, TrackletMessage
 from keyreid_stream.eval.mot import MotWriter, xyxy_to_xywh
+from keyreid_stream.progress import format_time_left, time_left
 from keyreid_stream.workers.embedder import TrackletEmbedder
 from keyreid_stream.workers.metrics import WorkerMetrics, format_metrics
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator, TrackletSegment, thumbnail_jpeg
@@ -176,6 +177,8 @@ class Worker:
             if self.log_every_s and time.monotonic() - last_log >= self.log_every_s:
                 last_log = time.monotonic()
                 logger.info("%s", format_metrics(self.metrics, self._queue_depths(), self._delivery()))
+                for line in self._file_progress():
+                    logger.info("%s", line)
 
     def _read(self, camera: CameraRuntime) -> None:
         try:
@@ -387,10 +390,24 @@ class Worker:
             own = {key[len(prefix):]: value for key, value in counters.items() if key.startswith(prefix)}
             stats = camera.source.stats()
             own.update(reconnects=stats.reconnects, connected=int(stats.connected), open_tracks=len(
-                camera.accumulator.open), ended=int(camera.done.is_set()))
+                camera.accumulator.open), ended=int(camera.done.is_set()),
+                expected_frames=camera.source.expected_frames() or 0)  # 0: unknown (a live stream)
             beats.append(Heartbeat(camera_id=camera_id, timestamp=time.time(), sequence=self._heartbeat_sequence,
                                    counters={k: int(v) for k, v in sorted(own.items())[:32]}))
         return beats
+
+    def _file_progress(self) -> list[str]:
+        """Cameras reading a file or folder once: frames read of how many, and the time left at this rate."""
+        lines, elapsed = [], time.monotonic() - self.metrics.started
+        for camera_id, camera in self.cameras.items():
+            total = camera.source.expected_frames()
+            if total is None or camera.done.is_set():
+                continue
+            read = self.metrics.counter(f"{camera_id}.frames")
+            lines.append(f"{camera_id}: frame {read} of {total} ({100 * read / max(total, 1):.0f}%), "
+                         f"{format_time_left(time_left(read, total, elapsed))} "
+                         f"({self.metrics.counter(f'{camera_id}.published')} tracklets published)")
+        return lines
 
     def _queue_depths(self) -> dict[str, int]:
         depths = {f"frames[{cid}]": camera.frames.qsize() for cid, camera in self.cameras.items()}

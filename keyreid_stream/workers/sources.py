@@ -329,6 +329,10 @@ class FrameSource(ABC):
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    def expected_frames(self) -> int | None:
+        """How many frames this source yields in all, when that is known (a file or folder read once), else None."""
+        return None
+
     def stats(self) -> SourceStats:
         """A consistent snapshot of the counters."""
         with self._state_lock:

@@ -10,8 +10,11 @@ from keyreid_stream.demo.models import CLASSICAL_THRESHOLD, TRAINED_THRESHOLD, c
 
 
 @pytest.fixture(autouse=True)
-def offline(yolo_settings: None) -> None:
-    """No internet here, and ultralytics is told so (YOLO_OFFLINE): official weights count as missing."""
+def offline(yolo_settings: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No internet here, and ultralytics is told so (YOLO_OFFLINE): official weights count as missing. An empty
+    cache: the weights catalogue has nothing (whatever this machine's user cache holds)."""
+    monkeypatch.setenv("KEYREID_STREAM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KEYREID_STREAM_WEIGHTS_CATALOGUE", raising=False)
 
 
 def test_classical_needs_no_weights() -> None:
@@ -27,6 +30,8 @@ def test_auto_without_weights_falls_back_and_says_why() -> None:
     assert choice.detector["kind"] == "hog" and choice.embedding["kind"] == "part-histogram"
     assert "YOLO_OFFLINE" in choice.lines[0] and "yolo11n-pose.pt" in choice.lines[0]
     assert "no KeyRe-ID checkpoint" in choice.lines[1]
+    assert choice.upgrade == ("yolo11n-pose", "keyreid-mars")
+    assert choice.upgrade_command == "keyreid-stream weights fetch yolo11n-pose keyreid-mars"
 
 
 def test_auto_uses_the_weights_it_has(tmp_path: Path) -> None:
@@ -39,6 +44,20 @@ def test_auto_uses_the_weights_it_has(tmp_path: Path) -> None:
     assert choice.pose == {"backend": "auto"}  # the keypoints come with the boxes
     assert choice.embedding["kind"] == "model" and choice.embedding["checkpoint"] == str(checkpoint)
     assert not choice.quality_limited and choice.threshold == TRAINED_THRESHOLD
+
+
+def test_auto_uses_the_cached_authors_keyreid(tmp_path: Path) -> None:
+    from keyreid_stream.weights import CATALOGUE, installed_path
+
+    cached = installed_path(CATALOGUE["keyreid-mars"])  # in this test's empty cache (the fixture above)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a converted checkpoint")
+    choice = choose_models("auto")
+    assert choice.embedding == {"kind": "model", "arch": "keyreid_vit_base", "checkpoint": str(cached),
+                                "checkpoint_kind": "native", "num_cameras": 0, "allow_pickle": False}
+    assert "authors' MARS weights" in choice.lines[1] and not choice.quality_limited
+    assert choice.upgrade == ("yolo11n-pose",)  # only the detector is missing now
+    assert choose_models("auto", reid_checkpoint="keyreid-mars").embedding["checkpoint"] == str(cached)
 
 
 @pytest.mark.parametrize(("allow_pickle", "available"), [(False, False), (True, True)])
@@ -65,7 +84,7 @@ def test_impossible_choices_are_clear_errors(kwargs: dict, error: type, message:
 def test_trained_needs_a_keyreid_checkpoint(tmp_path: Path) -> None:
     detector = tmp_path / "pose.onnx"
     detector.write_bytes(b"onnx")
-    with pytest.raises(FileNotFoundError, match="no public KeyRe-ID weights"):
+    with pytest.raises(FileNotFoundError, match="weights fetch keyreid-mars"):
         choose_models("trained", detector_model=str(detector))
 
 

@@ -132,8 +132,14 @@ def test_with_a_reid_checkpoint_the_workers_embed_with_it(sample: Path, tmp_path
     models = choose_models("auto", reid_checkpoint=str(checkpoint))
     assert models.embedding["kind"] == "model" and not models.quality_limited and models.threshold == 0.6
     cameras = prepare_cameras(["sample"], cache_dir=tmp_path / "cache", max_frames=60)
-    result = run_demo(cameras, models, max_frames=30, workdir=tmp_path / "work")
+    progress: list = []
+    result = run_demo(cameras, models, max_frames=30, workdir=tmp_path / "work", on_progress=progress.append,
+                      progress_every_s=0.5)
     assert sum(result.tracklets_per_camera.values()) > 0
+    assert progress, "no progress while the workers ran"  # the workers' heartbeats, read from the matcher's API
+    last = progress[-1]
+    assert [camera.camera_id for camera in last.cameras] == ["cam-left", "cam-right"]
+    assert all(camera.expected_frames == 30 and 0 <= camera.frames <= 30 for camera in last.cameras)
     assert list(result.stats["spaces"]) and all(space.startswith("keyreid_test@sha256:")
                                                 for space in result.stats["spaces"])
     assert not _processes_mentioning(str(tmp_path / "work"))

@@ -149,6 +149,17 @@ def test_public_detections_become_acknowledged_tracklet_messages(scene: Scene, m
     assert matcher.heartbeats and {h.camera_id for h in matcher.heartbeats} == {"cam1"}
     last = max(matcher.heartbeats, key=lambda h: h.sequence)
     assert last.counters["frames"] == scene.frames and last.counters["published"] == 3
+    assert last.counters["expected_frames"] == scene.frames  # a file read once: its length is known
+
+
+def test_a_worker_reading_a_file_logs_its_progress(scene: Scene, matcher: Matcher, zmq_context: zmq.Context,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    config = replace(_config(scene, matcher.endpoint, pace=True, stride=3, max_frames=8),
+                     metrics=MetricsConfig(log_every_s=0.5))  # 8 frames, 3 apart at 10 fps: 2.4 s
+    with caplog.at_level("INFO", logger="keyreid_stream.workers.pipeline"):
+        run_worker(config, context=zmq_context)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cam1: frame ")]
+    assert lines and all(" of 8 (" in line and " left" in line for line in lines), lines
 
 
 def test_matcher_started_late_receives_everything(scene: Scene, zmq_context: zmq.Context,
