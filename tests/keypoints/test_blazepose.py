@@ -157,11 +157,13 @@ def test_names_resolve_in_the_weights_cache(
 ) -> None:
     monkeypatch.setenv("KEYREID_STREAM_CACHE", str(tmp_path))
     (tmp_path / "weights").mkdir()
-    cached = tmp_path / "weights" / "pose_landmark_lite.tflite"
-    shutil.copyfile(blazepose_model, cached)  # any landmark model will do for the lookup
-    assert resolve_model("blazepose-lite") == cached
+    cached = tmp_path / "weights" / "pose_landmark_full.tflite"
+    shutil.copyfile(blazepose_model, cached)  # the catalogue checks the size of what it finds
+    assert resolve_model("blazepose-full") == cached
     assert resolve_model(str(blazepose_model)) == blazepose_model
-    backend = create_backend("blazepose", model="blazepose-lite", threads=1)
+    with pytest.raises(PoseError, match="keyreid-stream weights fetch blazepose-lite"):
+        resolve_model("blazepose-lite")  # not in this cache
+    backend = create_backend("blazepose", model="blazepose-full", threads=1)
     try:
         assert backend.name == "blazepose" and backend.model_path == cached
     finally:
