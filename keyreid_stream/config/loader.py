@@ -45,8 +45,11 @@ def load_config(
         sources = _flatten_sources(raw, str(path))
     for override in overrides:
         key_path, value = parse_override(override)
-        _set_path(raw, key_path, value, origin=f"override {override!r}")
-        sources[".".join(key_path)] = f"override {override!r}"
+        origin = f"override {override!r}"
+        _set_path(raw, key_path, value, origin=origin)
+        for depth in range(1, len(key_path)):  # sections the override brings (a misspelt one is its fault)
+            sources.setdefault(".".join(key_path[:depth]), origin)
+        sources[".".join(key_path)] = origin
     return from_dict(schema, raw, source=str(path) if path is not None else "<defaults>", sources=sources)
 
 
