@@ -24,7 +24,8 @@ class CameraConfig:
     ``detections``: a MOTChallenge ``det.txt`` for the ``public`` detector. ``camera_index``: the camera's index in
     the re-ID model's camera embedding (0 when the model has none). ``start_time``: files and folders only, the
     unix time of their first frame (default: when the worker starts); give recordings of one moment the same
-    value so that the cameras' clocks agree. ``max_frames``: stop after that many frames (after ``stride``)."""
+    value so that the cameras' clocks agree. ``max_frames``: stop after that many frames (after ``stride``).
+    ``transport``: rtsp:// and rtsps:// streams only, RTSP over ``tcp``, ``udp`` or ``auto`` (TCP, then UDP)."""
 
     id: str
     source: str
@@ -36,6 +37,7 @@ class CameraConfig:
     camera_index: int = 0
     start_time: float | None = None
     max_frames: int | None = None
+    transport: Literal["auto", "tcp", "udp"] = "auto"
 
     def __post_init__(self) -> None:
         _require(self.stride >= 1, f"camera {self.id}: stride must be >= 1")
