@@ -17,7 +17,8 @@ Every answer is JSON shaped by a dataclass of :mod:`keyreid_stream.matcher.answe
 500   ``internal_error``          anything unexpected (logged with its traceback)
 ====  ==========================  ===============================================================================
 
-With a token, every endpoint but ``/health``, ``/openapi.json`` and ``/docs`` requires it. The identity browser
+With a token, every endpoint but ``/health``, ``/openapi.json``, ``/docs`` and ``/redoc`` (with their files under
+``/docs/assets/``, :mod:`keyreid_stream.matcher.apidocs`) requires it. The identity browser
 (``/browser/``, static files of :data:`BROWSER_DIR`; ``/`` redirects there) needs no token to load: the page asks
 for it and sends it with its API requests.
 """
@@ -49,6 +50,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyreid_stream import __version__
 from keyreid_stream.contracts import MAX_DESCRIPTOR_DIM
+from keyreid_stream.matcher.apidocs import add_api_docs
 from keyreid_stream.matcher.answers import (
     BadQuery,
     CameraView,
@@ -209,7 +211,8 @@ def _bearer(token: str) -> Callable[..., None]:
 def create_app(queries: MatcherQueries, *, token: str | None = None, max_body_bytes: int = 4 << 20,
                title: str = "keyreid-stream matcher") -> fastapi.FastAPI:
     """The query API over ``queries``; ``token``: require ``Authorization: Bearer <token>`` (except /health)."""
-    app = fastapi.FastAPI(title=title, version=__version__, description=DESCRIPTION)
+    app = fastapi.FastAPI(title=title, version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
+    add_api_docs(app)  # /docs and /redoc from local files, not a CDN
     app.add_middleware(_Guard, max_body_bytes=max_body_bytes)
     _install_error_handlers(app)
 
