@@ -115,3 +115,19 @@ def test_building_the_parser_imports_no_heavy_library() -> None:
             "print(sorted(m for m in ('torch', 'timm', 'cv2', 'faiss', 'fastapi', 'ultralytics') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["config", "show", str(REPO / "configs" / "demo.yaml"), "demo.nope=1"],
+    ["demo", "demo.nope=1"],
+    ["worker", "detector.nope=1"],
+    ["matcher", "association.nope=1"],
+    ["train", "--config", str(REPO / "configs" / "keyreid_synthetic.yaml"), "optim.nope=1"],
+    ["train", "--config", str(REPO / "configs" / "keyreid_synthetic.yaml"), "optim.epochs=-1"],
+    ["eval", "--config", str(REPO / "configs" / "keyreid_synthetic.yaml"), "--checkpoint", "x.pt", "data.nope=1"],
+])
+def test_a_config_error_exits_2_from_every_command(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """One rule (README): 2 for a bad command line or configuration (nothing ran), 1 for a run that failed."""
+    code, _, err = run_cli(capsys, *argv)
+    last = err.strip().splitlines()[-1]  # (a handler that an earlier test's logging set up may complain first)
+    assert code == 2 and last.startswith("keyreid-stream: config error: ") and "override '" in last, err

@@ -173,9 +173,17 @@ class _Converter:
         self.source = source
         self.sources = sources
 
-    def fail(self, key_path: tuple[str, ...], message: str) -> typing.NoReturn:
+    def fail(self, key_path: tuple[str, ...], message: str, *, section: bool = False) -> typing.NoReturn:
+        """Raise naming the key and where it came from; a ``section`` check (its values together) also names
+        the overrides that set values in it."""
         dotted = ".".join(key_path) or "<top level>"
         origin = self.sources.get(dotted, self.source)
+        if section:
+            prefix = "" if not key_path else dotted + "."
+            overrides = sorted({source for key, source in self.sources.items()
+                                if key.startswith(prefix) and source.startswith("override ")})
+            if overrides and origin not in overrides:
+                origin = f"{origin} with {', '.join(overrides)}"
         raise ConfigError(f"{origin}: {dotted}: {message}")
 
     def convert(self, hint: Any, value: Any, key_path: tuple[str, ...]) -> Any:
@@ -215,7 +223,7 @@ class _Converter:
         try:
             return schema(**kwargs)
         except (TypeError, ValueError) as exc:
-            self.fail(key_path, str(exc))
+            self.fail(key_path, str(exc), section=True)
 
     def union(self, hint: Any, value: Any, key_path: tuple[str, ...]) -> Any:
         options = typing.get_args(hint)

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from keyreid_stream.config import load_config
+from keyreid_stream.config import ConfigError, load_config
 from keyreid_stream.logs import setup_logging
 
 __all__ = ["TrainingInputError", "add_commands"]
@@ -30,6 +30,8 @@ def _readable(handler):  # noqa: ANN001, ANN202 - wraps a CLI handler
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
+        except ConfigError:
+            raise  # a configuration error: exit status 2, like every command
         except ValueError as exc:
             logger.debug("%s failed", handler.__name__, exc_info=True)
             raise TrainingInputError(str(exc)) from exc
