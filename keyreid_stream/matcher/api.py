@@ -367,9 +367,12 @@ class ApiServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.requested_port))
             sock.listen(1024)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            error = OSError(f"cannot serve the query API on {self.host}:{self.requested_port} (api.http): "
+                            f"{exc.strerror or exc}")
+            error.errno = exc.errno
+            raise error from None
         self._socket, self.port = sock, int(sock.getsockname()[1])
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level=self.log_level, log_config=None,
                                 access_log=self.access_log, lifespan="off",
