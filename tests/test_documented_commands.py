@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from keyreid_stream.cli import build_parser
+from keyreid_stream.cli import build_parser, parse_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
@@ -123,7 +123,7 @@ def parse_keyreid(argv: list[str], *, inline: bool = False) -> argparse.Namespac
         return argparse.Namespace()  # a help line documents itself; parsing it would print and exit
     if inline and argv and _names_a_command(parser, argv):
         return argparse.Namespace()
-    return parser.parse_args(argv)
+    return parse_arguments(parser, argv)
 
 
 def _declared_markers() -> set[str]:
@@ -182,7 +182,7 @@ def test_documented_command_parses(command: DocumentedCommand) -> None:
 
 @pytest.mark.parametrize("line", ["keyreid-stream query --nope", "keyreid-stream frobnicate", "scripts/dev tset",
                                   "scripts/dev test -m sloww", "keyreid-stream worker --camera-id a b c --zz",
-                                  "keyreid-stream model info/export"])
+                                  "keyreid-stream model info/export", "keyreid-stream sample fetch x=1"])
 def test_a_wrong_command_is_caught(line: str) -> None:
     with pytest.raises(_ParseError):
         check(DocumentedCommand("here", line))
