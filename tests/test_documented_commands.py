@@ -4,7 +4,8 @@ The command lines are taken from the Markdown itself: the lines of fenced code b
 that start with ``keyreid-stream`` or ``scripts/dev`` (continuation lines joined). Each is split like a shell
 would and dry-parsed by ``keyreid-stream``'s argparse parser (nothing runs, no ``--help``); ``scripts/dev`` lines
 are checked against what the script accepts (its tasks; ``run keyreid-stream ...`` and ``demo ...`` parse as
-the command they start; ``test ...`` names only test paths that exist and declared markers).
+the command they start; ``test ...`` names only test paths that exist and declared markers). ``KEY=VALUE``
+overrides are loaded into the command's configuration schema: the keys exist, the values have the right type.
 """
 
 from __future__ import annotations
@@ -131,18 +132,14 @@ def _declared_markers() -> set[str]:
     return {marker.split(":")[0].strip() for marker in pytest_options["markers"]}
 
 
-def check_dev(argv: list[str], *, inline: bool = False) -> None:
+def check_dev(argv: list[str]) -> None:
+    """``scripts/dev TASK ...`` other than ``demo`` and ``run keyreid-stream`` (those parse as the command)."""
     if not argv:
         return
     task, rest = argv[0], argv[1:]
     if task not in DEV_TASKS:
         raise _ParseError(f"scripts/dev has no task {task!r} (it has {', '.join(DEV_TASKS)})")
-    if task == "demo":
-        parse_keyreid(["demo", *rest], inline=inline)
-    elif task == "run":
-        if rest and rest[0] == "keyreid-stream":
-            parse_keyreid(rest[1:], inline=inline)
-    elif task == "install" and rest:
+    if task == "install" and rest:
         raise _ParseError("scripts/dev install takes no arguments")
     elif task == "test":
         markers, words = _declared_markers(), iter(rest)
@@ -156,12 +153,45 @@ def check_dev(argv: list[str], *, inline: bool = False) -> None:
                 raise _ParseError(f"no test path {word}")
 
 
+def _schemas() -> dict[str, type]:
+    from keyreid_stream.config import Config
+    from keyreid_stream.matcher.config import MatcherConfig
+    from keyreid_stream.train.config import TrainingConfig
+    from keyreid_stream.workers.config import WorkerConfig
+
+    return {"demo": Config, "config": Config, "worker": WorkerConfig, "matcher": MatcherConfig,
+            "train": TrainingConfig, "eval": TrainingConfig}
+
+
+def check_overrides(argv: list[str], args: argparse.Namespace) -> None:
+    """The KEY=VALUE overrides of a documented command name real keys with values of the right type (loaded on
+    the documented config file when the repository has it, else on the defaults)."""
+    from keyreid_stream.config import ConfigError, load_config
+
+    overrides = getattr(args, "overrides", None)
+    if not overrides or not argv:
+        return
+    schema = _schemas().get(argv[0])
+    if schema is None:
+        return
+    config = getattr(args, "config", None)
+    path = REPO / config if config is not None and (REPO / config).is_file() else None
+    try:
+        load_config(schema, path, overrides)
+    except ConfigError as exc:
+        raise _ParseError(f"config error: {exc}") from None
+
+
 def check(command: DocumentedCommand) -> None:
     argv = shlex.split(command.line)
     if argv[0] == "keyreid-stream":
-        parse_keyreid(argv[1:], inline=command.inline)
+        check_overrides(argv[1:], parse_keyreid(argv[1:], inline=command.inline))
+    elif argv[1:2] == ["demo"]:
+        check_overrides(argv[1:], parse_keyreid(argv[1:], inline=command.inline))
+    elif argv[1:3] == ["run", "keyreid-stream"]:
+        check_overrides(argv[3:], parse_keyreid(argv[3:], inline=command.inline))
     else:
-        check_dev(argv[1:], inline=command.inline)
+        check_dev(argv[1:])
 
 
 def test_the_documents_hold_commands_to_check() -> None:
@@ -182,7 +212,8 @@ def test_documented_command_parses(command: DocumentedCommand) -> None:
 
 @pytest.mark.parametrize("line", ["keyreid-stream query --nope", "keyreid-stream frobnicate", "scripts/dev tset",
                                   "scripts/dev test -m sloww", "keyreid-stream worker --camera-id a b c --zz",
-                                  "keyreid-stream model info/export", "keyreid-stream sample fetch x=1"])
+                                  "keyreid-stream model info/export", "keyreid-stream sample fetch x=1",
+                                  "scripts/dev demo demo.max_frame=200", "keyreid-stream worker detector.kind=yolov9"])
 def test_a_wrong_command_is_caught(line: str) -> None:
     with pytest.raises(_ParseError):
         check(DocumentedCommand("here", line))
