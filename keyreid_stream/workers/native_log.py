@@ -7,8 +7,8 @@ reference counted), file descriptor 2 is a pipe read by one thread: lines in tho
 of the ``keyreid_stream.workers.opencv`` logger (DEBUG: the worker's own messages say what they mean; run with
 ``--log-level DEBUG`` to see them), every other line (Python's own logging included) goes on to the real standard
 error unchanged and in order. The records are emitted by a second thread, so that the pump never writes into its
-own pipe. The last user restores descriptor 2 and drains the pipe, so nothing is lost; ``faulthandler``, when
-enabled, keeps writing to the real standard error.
+own pipe. The last user restores descriptor 2 at once (nothing waits); the pump still reads the pipe to its end,
+so nothing is lost. ``faulthandler``, when enabled, writes to the real standard error meanwhile.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ logger = logging.getLogger(NATIVE_LOGGER)
 _OPENCV_RE = re.compile(r"\[ ?(?P<level>FATAL|ERROR|WARN|INFO|DEBUG|VERB)[^\]]*\]\s*(?:global\s+)?(?P<text>.*)")
 _FFMPEG_RE = re.compile(r"\[(?P<component>[\w:-]+) @ 0x[0-9a-fA-F]+\]\s*(?P<text>.*)")
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
-_DRAIN_TIMEOUT_S = 5.0
 
 
 def parse_native_line(line: str) -> str | None:
@@ -57,7 +56,6 @@ class _Router:
         self.users = 0
         self.saved_fd: int | None = None
         self.threads: tuple[threading.Thread, threading.Thread] | None = None
-        self.records: queue.SimpleQueue[str | None] = queue.SimpleQueue()
 
     def acquire(self) -> None:
         with self.lock:
@@ -79,26 +77,24 @@ class _Router:
         os.close(write_fd)
         if faulthandler.is_enabled():
             faulthandler.enable(file=self.saved_fd)
+        records: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        out_fd = os.dup(self.saved_fd)  # the pump's own copy: it closes it when the pipe ends
         self.threads = (
-            threading.Thread(target=_pump, args=(read_fd, self.saved_fd, self.records), name="native-log",
-                             daemon=True),
-            threading.Thread(target=_emit, args=(self.records,), name="native-log-emit", daemon=True))
+            threading.Thread(target=_pump, args=(read_fd, out_fd, records), name="native-log", daemon=True),
+            threading.Thread(target=_emit, args=(records,), name="native-log-emit", daemon=True))
         for thread in self.threads:
             thread.start()
 
     def _uninstall(self) -> None:
+        """Give descriptor 2 back. Nothing waits here: the pump reads the pipe to its end (when the last writer,
+        perhaps a child process started meanwhile, is gone), forwards the rest and closes its copy of the real
+        standard error; the emitter logs what is queued, then stops."""
         _flush_python_streams()
-        saved, threads = self.saved_fd, self.threads
-        assert saved is not None and threads is not None
-        os.dup2(saved, 2)  # the pipe's last writer is gone: the pump reads what is left, then the end
+        assert self.saved_fd is not None
+        os.dup2(self.saved_fd, 2)
         if faulthandler.is_enabled():
             faulthandler.enable(file=sys.stderr)
-        pump, emitter = threads
-        pump.join(_DRAIN_TIMEOUT_S)
-        self.records.put(None)
-        emitter.join(_DRAIN_TIMEOUT_S)
-        if not pump.is_alive():  # a writer that still holds the pipe (a child process) keeps it running
-            os.close(saved)
+        os.close(self.saved_fd)
         self.saved_fd, self.threads = None, None
 
 
@@ -109,15 +105,19 @@ def _flush_python_streams() -> None:
 
 
 def _pump(read_fd: int, out_fd: int, records: queue.SimpleQueue[str | None]) -> None:
-    with os.fdopen(read_fd, "rb", buffering=0) as pipe:
-        pending = b""
-        while chunk := pipe.read(65536):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                _route(line + b"\n", out_fd, records)
-        if pending:
-            _route(pending, out_fd, records)
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as pipe:
+            pending = b""
+            while chunk := pipe.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    _route(line + b"\n", out_fd, records)
+            if pending:
+                _route(pending, out_fd, records)
+    finally:
+        records.put(None)  # the emitter stops after what is queued
+        os.close(out_fd)
 
 
 def _route(raw: bytes, out_fd: int, records: queue.SimpleQueue[str | None]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,14 @@ def test_tcp_to_a_udp_only_server_says_what_to_do(rtsp_server: Any, caplog: pyte
     assert "gave up after 2 attempt(s)" in message and "unreachable" not in message
     err = capfd.readouterr().err
     assert "[ WARN" not in err and "VIDEOIO" not in err, err  # no raw OpenCV line, at either attempt
-    native = [r.getMessage() for r in caplog.records if r.name == NATIVE_LOGGER]
+
+    def native_records() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == NATIVE_LOGGER]
+
+    deadline = time.monotonic() + 5.0  # emitted by the router's own thread, shortly after
+    while not native_records() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    native = native_records()
     assert native and all(m.startswith(("opencv ", "ffmpeg ")) for m in native), native
     stats = source.stats()
     assert (stats.open_failures, stats.ever_connected) == (2, False)
