@@ -115,3 +115,32 @@ def test_building_the_parser_imports_no_heavy_library() -> None:
             "print(sorted(m for m in ('torch', 'timm', 'cv2', 'faiss', 'fastapi', 'ultralytics') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["config", "show", str(REPO / "configs" / "demo.yaml"), "demo.nope=1"],
+    ["demo", "demo.nope=1"],
+    ["worker", "detector.nope=1"],
+    ["matcher", "association.nope=1"],
+    ["train", "--config", str(REPO / "configs" / "keyreid_synthetic.yaml"), "optim.nope=1"],
+    ["train", "--config", str(REPO / "configs" / "keyreid_synthetic.yaml"), "optim.epochs=-1"],
+    ["eval", "--config", str(REPO / "configs" / "keyreid_synthetic.yaml"), "--checkpoint", "x.pt", "data.nope=1"],
+])
+def test_a_config_error_exits_2_from_every_command(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    """One rule (README): 2 for a bad command line or configuration (nothing ran), 1 for a run that failed."""
+    code, _, err = run_cli(capsys, *argv)
+    last = err.strip().splitlines()[-1]  # (a handler that an earlier test's logging set up may complain first)
+    assert code == 2 and last.startswith("keyreid-stream: config error: ") and "override '" in last, err
+
+
+def test_overrides_may_follow_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse takes the KEY=VALUE list in one piece; overrides after an option are overrides all the same."""
+    from keyreid_stream.cli import build_parser, parse_arguments
+
+    args = parse_arguments(build_parser(), ["demo", "demo.stride=4", "--report", "", "demo.max_frames=9",
+                                            "--source", "a", "logging.level=DEBUG"])
+    assert args.overrides == ["demo.stride=4", "demo.max_frames=9", "logging.level=DEBUG"] and args.report == ""
+    args = parse_arguments(build_parser(), ["matcher", "association.threshold=0.7", "--http", ":9", "redis.prefix=x"])
+    assert args.overrides == ["association.threshold=0.7", "redis.prefix=x"] and args.http == ":9"
+    code, _, err = run_cli(capsys, "sample", "fetch", "demo.stride=4")  # a command without overrides
+    assert code == 2 and "unrecognized arguments: demo.stride=4" in err

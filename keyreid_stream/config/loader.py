@@ -45,8 +45,11 @@ def load_config(
         sources = _flatten_sources(raw, str(path))
     for override in overrides:
         key_path, value = parse_override(override)
-        _set_path(raw, key_path, value, origin=f"override {override!r}")
-        sources[".".join(key_path)] = f"override {override!r}"
+        origin = f"override {override!r}"
+        _set_path(raw, key_path, value, origin=origin)
+        for depth in range(1, len(key_path)):  # sections the override brings (a misspelt one is its fault)
+            sources.setdefault(".".join(key_path[:depth]), origin)
+        sources[".".join(key_path)] = origin
     return from_dict(schema, raw, source=str(path) if path is not None else "<defaults>", sources=sources)
 
 
@@ -170,9 +173,17 @@ class _Converter:
         self.source = source
         self.sources = sources
 
-    def fail(self, key_path: tuple[str, ...], message: str) -> typing.NoReturn:
+    def fail(self, key_path: tuple[str, ...], message: str, *, section: bool = False) -> typing.NoReturn:
+        """Raise naming the key and where it came from; a ``section`` check (its values together) also names
+        the overrides that set values in it."""
         dotted = ".".join(key_path) or "<top level>"
         origin = self.sources.get(dotted, self.source)
+        if section:
+            prefix = "" if not key_path else dotted + "."
+            overrides = sorted({source for key, source in self.sources.items()
+                                if key.startswith(prefix) and source.startswith("override ")})
+            if overrides and origin not in overrides:
+                origin = f"{origin} with {', '.join(overrides)}"
         raise ConfigError(f"{origin}: {dotted}: {message}")
 
     def convert(self, hint: Any, value: Any, key_path: tuple[str, ...]) -> Any:
@@ -212,7 +223,7 @@ class _Converter:
         try:
             return schema(**kwargs)
         except (TypeError, ValueError) as exc:
-            self.fail(key_path, str(exc))
+            self.fail(key_path, str(exc), section=True)
 
     def union(self, hint: Any, value: Any, key_path: tuple[str, ...]) -> Any:
         options = typing.get_args(hint)

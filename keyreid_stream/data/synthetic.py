@@ -26,9 +26,10 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -439,8 +440,11 @@ def _write_marker(root: Path, spec: SyntheticSpec, tracks: Sequence[_Track] = ()
     (root / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True), encoding="utf-8")
 
 
-def _prepare(root: Path) -> None:
-    """Create ``root``, or clear what a previous synthetic dataset wrote there; refuse anything else."""
+_DATASET_ENTRIES = ("bbox_train", "bbox_test", "info")  # and the keypoint store and the marker
+
+
+def _check_root(root: Path) -> None:
+    """``root`` must be new, empty, or a previous synthetic dataset (which is replaced); refuse anything else."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         try:
             previous = json.loads((root / MARKER).read_text(encoding="utf-8")).get("format")
@@ -450,9 +454,32 @@ def _prepare(root: Path) -> None:
             found = sorted(entry.name for entry in root.iterdir())[:5] if root.is_dir() else "a file"
             raise DatasetLayoutError(f"synthetic dataset root {str(root)!r} must be a new or empty folder or "
                                      f"a previous synthetic dataset (with {MARKER}); found {found}")
-        for name in ("bbox_train", "bbox_test", "info", default_store_folder(root, BACKEND).name):
-            shutil.rmtree(root / name, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+
+
+def _partial_folder(root: Path) -> Path:
+    """A new folder beside ``root`` (same file system) to write into; stale ones of interrupted runs go first."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    for stale in root.parent.glob(f".{root.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+
+
+def _publish(partial: Path, root: Path) -> None:
+    """Put the finished dataset in ``partial`` at ``root``: one rename for a new root; else the previous
+    dataset's entries are replaced, its marker removed first and the new marker moved last, so a dataset with a
+    marker is always complete."""
+    if not root.exists():
+        partial.rename(root)
+        return
+    (root / MARKER).unlink(missing_ok=True)
+    entries = [*_DATASET_ENTRIES, default_store_folder(root, BACKEND).name]
+    for name in entries:
+        shutil.rmtree(root / name, ignore_errors=True)
+    for name in entries:
+        if (partial / name).exists():
+            (partial / name).rename(root / name)
+    (partial / MARKER).rename(root / MARKER)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_synthetic_mars(root: str | os.PathLike[str],
@@ -460,11 +487,26 @@ def write_synthetic_mars(root: str | os.PathLike[str],
     """Write the dataset of ``spec`` under ``root`` (empty, or holding a previous synthetic dataset).
 
     ``root/synthetic.json`` records the spec, every identity's appearance and every tracklet's viewpoint and
-    query flag. The same spec always gives the same images and ``.mat`` files, byte for byte.
+    query flag. The same spec always gives the same images and ``.mat`` files, byte for byte. The dataset is
+    written into a temporary folder beside ``root`` and moved there at the end: an interrupted run leaves no
+    half dataset at ``root`` (its temporary folder is removed by the next run).
     """
-    started, root_path = time.perf_counter(), Path(root)
-    _prepare(root_path)
-    _write_marker(root_path, spec)
+    started, final_root = time.perf_counter(), Path(root)
+    _check_root(final_root)
+    root_path = _partial_folder(final_root)
+    try:
+        summary = _write(root_path, spec)
+        _publish(root_path, final_root)
+    except BaseException:
+        shutil.rmtree(root_path, ignore_errors=True)
+        raise
+    summary = replace(summary, root=final_root, keypoint_store=default_store_folder(final_root, BACKEND),
+                      seconds=round(time.perf_counter() - started, 3))
+    logger.info("synthetic MARS under %s: %d frames in %.1f s", final_root, summary.frames, summary.seconds)
+    return summary
+
+
+def _write(root_path: Path, spec: SyntheticSpec) -> SyntheticSummary:
     tracks = _plan(spec, np.random.default_rng([spec.seed, 0]))
     cameras = {cam: _camera(np.random.default_rng([spec.seed, 1, cam])) for cam in range(1, spec.cameras + 1)}
     keys: list[str] = []
@@ -482,12 +524,11 @@ def write_synthetic_mars(root: str | os.PathLike[str],
     _write_info(root_path / "info", tracks)
     store = KeypointStore.create(default_store_folder(root_path, BACKEND), dataset="mars", backend=BACKEND)
     store.append(keys, paths, np.concatenate(keypoints), np.zeros(len(paths), np.uint8))
-    _write_marker(root_path, spec, tracks)
+    _write_marker(root_path, spec, tracks)  # last: a folder with the marker is a complete dataset
     summary = SyntheticSummary(
         root=root_path, keypoint_store=store.folder,
         train_tracklets=sum(t.split == "bbox_train" and t.pid > 0 for t in tracks),
         query_tracklets=sum(t.query for t in tracks),
         gallery_tracklets=sum(t.split == "bbox_test" and not t.query and t.pid >= 0 for t in tracks),
-        frames=len(paths), seconds=round(time.perf_counter() - started, 3))
-    logger.info("synthetic MARS under %s: %d frames in %.1f s", root_path, summary.frames, summary.seconds)
+        frames=len(paths), seconds=0.0)
     return summary

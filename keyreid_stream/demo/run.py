@@ -137,6 +137,8 @@ def run_demo(
     ``on_progress`` every ``progress_every_s`` while the workers run (:mod:`~keyreid_stream.demo.progress`)."""
     stop = stop or threading.Event()
     started = time.monotonic()
+    if redis_url:
+        check_redis(redis_url)  # in seconds, not after the matcher's wait for a Redis that is not there
     with _workdir(workdir) as folder, contextlib.ExitStack() as stack:
         redis_url = redis_url or stack.enter_context(_private_redis(folder)).url
         matcher, api_url, endpoint = _start_matcher(stack, folder, redis_url, models, http, topology, cameras)
@@ -193,6 +195,23 @@ def _private_redis(folder: Path) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+def check_redis(url: str, timeout_s: float = 5.0) -> None:
+    """``demo.redis`` must answer a PING now; :class:`DemoInputError` says what is wrong (no password shown)."""
+    import redis
+
+    from keyreid_stream.workers.sources import redact
+
+    try:  # redis-py directly: the matcher's modules would load faiss just for this
+        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError, OSError) as exc:
+        raise DemoInputError(f"demo.redis={redact(url)}: no Redis answers there ({exc}); start that Redis, fix the "
+                             "URL, or leave demo.redis empty for a private one") from None
 
 
 def _start_matcher(stack: contextlib.ExitStack, folder: Path, redis_url: str, models: ModelChoice, http: str,

@@ -106,8 +106,9 @@ def denormalise_frames(
 # ----------------------------------------------------------------------------------------------- CMC curves
 
 
-def _cmc_label(name: str, cmc: np.ndarray) -> str:
-    return f"{name} (R1 {100.0 * float(cmc[0]):.1f}%)"
+def _cmc_label(name: str, cmc: np.ndarray, queries: tuple[int, int] | None = None) -> str:
+    counted = "" if queries is None else f", {queries[0]} of {queries[1]} queries"
+    return f"{name} (R1 {100.0 * float(cmc[0]):.1f}%{counted})"
 
 
 def _check_curve(name: str, cmc: np.ndarray) -> np.ndarray:
@@ -119,11 +120,13 @@ def _check_curve(name: str, cmc: np.ndarray) -> np.ndarray:
 
 
 def save_cmc_curves(
-    curves: Mapping[str, np.ndarray], path: str | os.PathLike, *, max_rank: int = 20, title: str = ""
+    curves: Mapping[str, np.ndarray], path: str | os.PathLike, *, max_rank: int = 20, title: str = "",
+    queries: Mapping[str, tuple[int, int]] | None = None,
 ) -> Path:
     """Plot named CMC curves (values in [0, 1], ``cmc[k-1]`` = rank-k) over ranks 1..max_rank, in percent.
 
-    The legend reads ``name (R1 xx.x%)``. A curve shorter than ``max_rank`` (a small gallery) is drawn as far as
+    The legend reads ``name (R1 xx.x%)``, or ``name (R1 xx.x%, V of Q queries)`` for a curve that ``queries``
+    gives ``(valid, total)`` query counts (a protocol that skips queries says so). A curve shorter than ``max_rank`` (a small gallery) is drawn as far as
     it goes. The PNG is 800x500 pixels.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -139,7 +142,8 @@ def save_cmc_curves(
     axes = figure.add_subplot()
     for index, (name, values) in enumerate(checked.items()):
         axes.plot(np.arange(1, values.size + 1), 100.0 * values, marker="o", markersize=3,
-                  color=CMC_COLOURS[index % len(CMC_COLOURS)], label=_cmc_label(name, values))
+                  color=CMC_COLOURS[index % len(CMC_COLOURS)],
+                  label=_cmc_label(name, values, (queries or {}).get(name)))
     lowest = 5.0 * np.floor(20.0 * min(float(values.min()) for values in checked.values())) - 5.0
     axes.set(xlabel="rank", ylabel="matching rate (%)", title=title, xlim=(0.5, max_rank + 0.5),
              ylim=(max(0.0, lowest), 101.0))

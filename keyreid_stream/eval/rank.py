@@ -20,6 +20,7 @@ first (the order of a stable sort), so the result never depends on the sorting a
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -156,8 +157,8 @@ def evaluate_rank(distmat: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray, q
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
         raise ValueError(f"max_rank must be an integer >= 1, got {max_rank!r}")
     if num_g < max_rank:
-        logger.info("gallery has %d items, fewer than max_rank=%d: the CMC has %d entries", num_g, max_rank,
-                    num_g)
+        _say_once((num_g, int(max_rank)), "gallery has %d items, fewer than max_rank=%d: the CMC has %d entries "
+                  "(said once per process)", num_g, max_rank, num_g)
     length = min(int(max_rank), num_g)
     parts = [_rank_chunk(dist[start:start + CHUNK_ROWS], q_pids[start:start + CHUNK_ROWS],
                          q_camids[start:start + CHUNK_ROWS], g_pids, g_camids)
@@ -203,6 +204,19 @@ def official_camera_ids(camids: np.ndarray, frame_counts: np.ndarray) -> np.ndar
     if counts.sum() < len(cams):
         raise ValueError(f"frame_counts sum to {counts.sum()}, fewer than the {len(cams)} tracklets")
     return np.repeat(cams, counts)[:len(cams)]
+
+
+_SAID: set[object] = set()
+_SAID_LOCK = threading.Lock()
+
+
+def _say_once(key: object, message: str, *args: object) -> None:
+    """Log ``message`` at INFO the first time ``key`` comes up in this process, at DEBUG afterwards (a note that
+    every validation of a training run would otherwise repeat)."""
+    with _SAID_LOCK:
+        first = key not in _SAID
+        _SAID.add(key)
+    logger.log(logging.INFO if first else logging.DEBUG, message, *args)
 
 
 def aggregate_results(results: Sequence[RankResult]) -> dict[str, tuple[float, float]]:

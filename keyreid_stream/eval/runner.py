@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from keyreid_stream.data.datasets import VideoTracklet
+from keyreid_stream.data.synthetic import MARKER as SYNTHETIC_MARKER
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import KeypointSource, TestClips
 from keyreid_stream.eval.distance import pairwise_distances
@@ -28,9 +29,25 @@ from keyreid_stream.eval.rerank import re_ranking
 from keyreid_stream.keypoints.heatmaps import PART_NAMES
 from keyreid_stream.keypoints.regions import REGION_NAMES
 
-__all__ = ["SplitEvaluation", "evaluate_split", "write_reports"]
+__all__ = ["SplitEvaluation", "dataset_title", "evaluate_split", "query_counts", "write_reports"]
 
 logger = logging.getLogger(__name__)
+
+DATASET_NAMES = {"mars": "MARS", "ilidsvid": "iLIDS-VID", "prid": "PRID-2011", "folder": "folder"}
+
+
+def dataset_title(dataset: str, root: str | os.PathLike[str]) -> str:
+    """The data a result is on, for titles: ``MARS``, ``iLIDS-VID``, ``PRID-2011``, ``folder NAME``, or
+    ``synthetic (MARS layout)`` for the generated dataset (``data synth``), which is read as MARS."""
+    name = DATASET_NAMES.get(dataset, dataset)
+    if (Path(root) / SYNTHETIC_MARKER).is_file():
+        return f"synthetic ({name} layout)"
+    return f"folder {Path(root).name}" if dataset == "folder" else name
+
+
+def query_counts(result: RankResult) -> tuple[int, int]:
+    """(valid, total) queries of a result: a query without a true match left in the gallery is skipped."""
+    return result.num_valid_queries, result.num_valid_queries + result.num_skipped_queries
 
 
 @dataclass(frozen=True)
@@ -117,12 +134,11 @@ def write_reports(evaluation: SplitEvaluation, query: Sequence[VideoTracklet], g
 
     root, out_dir = Path(root), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    curves = {"standard": evaluation.standard.cmc}
-    if evaluation.official is not None:
-        curves["official protocol"] = evaluation.official.cmc
-    if evaluation.reranked is not None:
-        curves["re-ranked"] = evaluation.reranked.cmc
-    written = [figures.save_cmc_curves(curves, out_dir / "cmc.png", title=title)]
+    results = {"standard": evaluation.standard, "official protocol": evaluation.official,
+               "re-ranked": evaluation.reranked}
+    curves = {name: result.cmc for name, result in results.items() if result is not None}
+    counts = {name: query_counts(result) for name, result in results.items() if result is not None}
+    written = [figures.save_cmc_curves(curves, out_dir / "cmc.png", title=title, queries=counts)]
     chosen = _report_queries(evaluation, queries)
     if not chosen:
         return written

@@ -22,8 +22,9 @@ prefix only (at most :data:`MAX_DETAIL_CHARS` characters in all); a connection w
 within ``ApiServer(header_timeout_s=10)`` is closed. The OpenAPI description declares every rule the server checks
 on ids, bounds and descriptors, and lists only the statuses it sends (400, never 422).
 
-With a token, every endpoint but ``/health``, ``/openapi.json`` and ``/docs`` requires it, checked before the
-request's body is read: a request without it gets 401, whatever its body. The identity browser
+With a token, every endpoint but ``/health``, ``/openapi.json``, ``/docs`` and ``/redoc`` (with their files under
+``/docs/assets/``, :mod:`keyreid_stream.matcher.apidocs`) requires it, checked before the request's body is read: a
+request without it gets 401, whatever its body. The identity browser
 (``/browser/``, static files of :data:`BROWSER_DIR`; ``/`` redirects there) needs no token to load: the page asks
 for it and sends it with its API requests.
 """
@@ -62,6 +63,7 @@ from keyreid_stream.contracts import (
     MESSAGE_ID_PATTERN,
     shown,
 )
+from keyreid_stream.matcher.apidocs import add_api_docs
 from keyreid_stream.matcher.answers import (
     BadQuery,
     CameraView,
@@ -281,7 +283,8 @@ class _Token:
 def create_app(queries: MatcherQueries, *, token: str | None = None, max_body_bytes: int = 4 << 20,
                title: str = "keyreid-stream matcher") -> fastapi.FastAPI:
     """The query API over ``queries``; ``token``: require ``Authorization: Bearer <token>`` (except /health)."""
-    app = fastapi.FastAPI(title=title, version=__version__, description=DESCRIPTION)
+    app = fastapi.FastAPI(title=title, version=__version__, description=DESCRIPTION, docs_url=None, redoc_url=None)
+    add_api_docs(app)  # /docs and /redoc from local files, not a CDN
     bearer = _Token(token) if token else None
     app.add_middleware(_Guard, max_body_bytes=max_body_bytes, token=bearer)
     _install_error_handlers(app)
@@ -489,9 +492,12 @@ class ApiServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self.requested_port))
             sock.listen(1024)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            error = OSError(f"cannot serve the query API on {self.host}:{self.requested_port} (api.http): "
+                            f"{exc.strerror or exc}")
+            error.errno = exc.errno
+            raise error from None
         self._socket, self.port = sock, int(sock.getsockname()[1])
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level=self.log_level, log_config=None,
                                 access_log=self.access_log, lifespan="off",

@@ -165,34 +165,57 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
         "query", help="ask a running matcher: identities, tracklets, links, search",
         description="Query a running matcher's HTTP API. The token, when the API needs one, is read from the "
                     f"environment variable named by --token-env (default {TOKEN_ENV}).")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the matcher's API (default {DEFAULT_URL})")
-    parser.add_argument("--token-env", default=TOKEN_ENV, metavar="NAME",
-                        help=f"environment variable holding the API token (default {TOKEN_ENV})")
-    parser.add_argument("--json", action="store_true", help="print the API's JSON instead of a summary")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
+    _add_query_options(parser)
     parser.set_defaults(handler=run_query, query_parser=parser, query_command=None)
     sub = parser.add_subparsers(title="query commands", metavar="SUBCOMMAND", dest="query_command")
-    sub.add_parser("health", help="is the matcher healthy (exit status 1 when degraded)")
-    sub.add_parser("stats", help="counters, sizes, association lag")
-    sub.add_parser("cameras", help="cameras, their tracklets and last heartbeat")
+    _add_query_subcommands(sub)
+
+
+def _add_query_options(parser: argparse.ArgumentParser, *, on_subcommand: bool = False) -> None:
+    """The options every query takes, accepted before the subcommand (``query --url U identities``) and after
+    it (``query identities --url U``); on a subcommand they default to nothing, so that one given before it
+    is kept."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if on_subcommand else value
+
+    group = parser.add_argument_group("matcher options (before or after the query command)")
+    group.add_argument("--url", default=default(DEFAULT_URL), help=f"the matcher's API (default {DEFAULT_URL})")
+    group.add_argument("--token-env", default=default(TOKEN_ENV), metavar="NAME",
+                       help=f"environment variable holding the API token (default {TOKEN_ENV})")
+    group.add_argument("--json", action="store_true", default=default(False),
+                       help="print the API's JSON instead of a summary")
+    group.add_argument("--timeout", type=float, default=default(10.0),
+                       help="seconds to wait for an answer (default 10)")
+
+
+def _add_query_subcommands(sub: argparse._SubParsersAction) -> None:
+    def add(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
+        parser = sub.add_parser(name, help=help)
+        _add_query_options(parser, on_subcommand=True)
+        return parser
+
+    add("health", help="is the matcher healthy (exit status 1 when degraded)")
+    add("stats", help="counters, sizes, association lag")
+    add("cameras", help="cameras, their tracklets and last heartbeat")
     when = "unix seconds or ISO-8601"
-    identities = sub.add_parser("identities", help="recent identities, most recent first")
+    identities = add("identities", help="recent identities, most recent first")
     identities.add_argument("--camera", help="only identities seen on this camera")
     identities.add_argument("--since", type=parse_time, help=f"seen at or after ({when})")
     identities.add_argument("--until", type=parse_time, help=f"seen at or before ({when})")
     identities.add_argument("--limit", type=positive_int, help="at most this many (default: the server's, 100)")
     identities.add_argument("--min-cameras", type=positive_int, help="only identities seen on this many cameras")
-    sub.add_parser("identity", help="one identity: timeline and tracklets").add_argument("gid", help="e.g. g42")
-    sub.add_parser("tracklet", help="one tracklet and its decision").add_argument("tid", help="32 hex characters")
-    similar = sub.add_parser("similar", help="the identities that look most like a stored tracklet")
+    add("identity", help="one identity: timeline and tracklets").add_argument("gid", help="e.g. g42")
+    add("tracklet", help="one tracklet and its decision").add_argument("tid", help="32 hex characters")
+    similar = add("similar", help="the identities that look most like a stored tracklet")
     similar.add_argument("tid", help="32 hex characters")
     similar.add_argument("--k", type=positive_int, default=5, help="how many identities (default 5)")
-    links = sub.add_parser("links", help="appearance links to or from a camera")
+    links = add("links", help="appearance links to or from a camera")
     links.add_argument("--camera", required=True)
     links.add_argument("--start", type=parse_time, help=f"tracklets ending at or after ({when})")
     links.add_argument("--end", type=parse_time, help=f"tracklets ending at or before ({when})")
     links.add_argument("--limit", type=positive_int, help="at most this many (default: the server's, 1000)")
-    search = sub.add_parser("search", help="the identities nearest to a descriptor or a person crop")
+    search = add("search", help="the identities nearest to a descriptor or a person crop")
     source = search.add_mutually_exclusive_group(required=True)
     source.add_argument("--descriptor", type=Path, metavar="FILE", help="a .npy or .json descriptor")
     source.add_argument("--image", type=Path, metavar="FILE", help="a JPEG or PNG person crop")

@@ -12,7 +12,9 @@ loop. Every tracklet frame counts once in ``received``: ``received = stored + du
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -87,7 +89,15 @@ def bind_router(context: zmq.Context, endpoint: str) -> zmq.Socket:
     router.setsockopt(zmq.SNDHWM, 100_000)
     router.setsockopt(zmq.HEARTBEAT_IVL, 1000)
     router.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3000)
-    router.bind(endpoint)
+    try:
+        router.bind(endpoint)
+    except zmq.ZMQError as exc:
+        router.close(linger=0)
+        busy = " (another matcher or program listens there)" if exc.errno == errno.EADDRINUSE else ""
+        error = OSError(f"cannot listen for the workers on {endpoint} (ingest.listen): "
+                        f"{os.strerror(exc.errno) if exc.errno else exc}{busy}")
+        error.errno = exc.errno
+        raise error from None
     return router
 
 

@@ -87,6 +87,14 @@ def _check(condition: bool, message: str) -> None:
         raise BadQuery(message)
 
 
+def _check_person_crop(height: int, width: int) -> None:
+    """A standing person's box is taller than wide (the model sees 2:1 crops): an image wider than tall is a whole
+    frame or a scene, where the nearest identities would mean nothing."""
+    _check(height >= width, f"the image is {width}x{height} pixels, wider than tall: a whole frame or a scene, not "
+                            "a person crop; send one person cut out along their box (taller than wide, like the "
+                            "thumbnails)")
+
+
 def _check_id(pattern: re.Pattern[str], value: object, what: str) -> str:
     _check(isinstance(value, str) and pattern.fullmatch(value) is not None, f"bad {what} id {shown(value, 40)}")
     return value  # type: ignore[return-value]
@@ -522,5 +530,6 @@ class MatcherQueries:
             decoded = decode_image(bytes(image), MAX_IMAGE_PIXELS, "person crop")
         except ImageError as exc:
             raise BadQuery(f"{exc} (send a JPEG or PNG person crop)") from None
+        _check_person_crop(decoded.shape[0], decoded.shape[1])
         space, descriptor = self.embed_crop(decoded)
         return self.search_descriptor(np.asarray(descriptor, dtype=np.float32), k, space)

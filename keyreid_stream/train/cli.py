@@ -8,8 +8,9 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
-from keyreid_stream.config import load_config
+from keyreid_stream.config import ConfigError, load_config
 from keyreid_stream.logs import setup_logging
 
 __all__ = ["TrainingInputError", "add_commands"]
@@ -29,6 +30,8 @@ def _readable(handler):  # noqa: ANN001, ANN202 - wraps a CLI handler
     def run(args: argparse.Namespace) -> int:
         try:
             return handler(args)
+        except ConfigError:
+            raise  # a configuration error: exit status 2, like every command
         except ValueError as exc:
             logger.debug("%s failed", handler.__name__, exc_info=True)
             raise TrainingInputError(str(exc)) from exc
@@ -125,11 +128,12 @@ def _train(args: argparse.Namespace) -> int:
     print(f"trained {summary.epochs_run} epochs ({summary.optimiser_steps} steps, {summary.seconds:.0f} s); "
           f"model: {summary.selected}")
     if summary.best:
-        print(f"best validation (epoch {summary.best['epoch']}): mAP {100 * summary.best['mAP']:.2f}%")
+        print(f"best validation (epoch {summary.best['epoch']}): mAP {100 * summary.best['mAP']:.2f}% "
+              f"({_queries(summary.best)})")
     for protocol, metrics in (summary.test or {}).items():
         shown = [("mAP", "mAP"), ("rank-1", "rank1"), ("rank-5", "rank5"), ("mINP", "mINP")]
-        print(f"test ({protocol}): " + "  ".join(f"{label} {100 * metrics[key]:.2f}%" for label, key in shown
-                                                  if key in metrics))
+        print(f"test ({protocol}, {_queries(metrics)}): "
+              + "  ".join(f"{label} {100 * metrics[key]:.2f}%" for label, key in shown if key in metrics))
     return 0
 
 
@@ -162,14 +166,39 @@ def _eval(args: argparse.Namespace) -> int:
     summary = evaluate_checkpoint(config, args.checkpoint, splits=_splits(args.splits, config.data.dataset),
                                   output=args.output, protocol=args.protocol, rerank=args.rerank,
                                   allow_pickle=args.allow_pickle)
-    print(f"{summary.dataset}, {len(summary.splits)} split(s); mean ± std over splits, in %")
+    print(format_evaluation(summary))
+    return 0
+
+
+def format_evaluation(summary: Any) -> str:
+    """The ``eval`` table: per protocol its valid queries (a protocol may skip queries without a true match)
+    beside its numbers in %; mean ± std over several splits, the plain numbers of a single one."""
+    several = len(summary.splits) > 1
     names = [n for n in ("mAP", "rank1", "rank5", "rank10", "rank20", "mINP")
              if all(n in metrics for metrics in summary.mean_std.values())]
-    print(f"{'protocol':<10} " + " ".join(f"{name:>14}" for name in names))
+    width = 14 if several else 7
+    lines = [f"{summary.title or summary.dataset}, {len(summary.splits)} split(s); "
+             + ("mean ± std over splits, in %" if several else "in %"),
+             f"{'protocol':<10} {'valid queries':>16} " + " ".join(f"{name:>{width}}" for name in names)]
     for protocol, metrics in summary.mean_std.items():
-        cells = [f"{100 * metrics[name][0]:6.2f} ± {100 * metrics[name][1]:5.2f}" for name in names]
-        print(f"{protocol:<10} " + " ".join(f"{cell:>14}" for cell in cells))
-    return 0
+        queries = _queries({name: mean for name, (mean, _) in metrics.items()}).removesuffix(" queries")
+        if several:
+            cells = [f"{100 * metrics[name][0]:6.2f} ± {100 * metrics[name][1]:5.2f}" for name in names]
+        else:
+            cells = [f"{100 * metrics[name][0]:6.2f}" for name in names]
+        lines.append(f"{protocol:<10} {queries:>16} " + " ".join(f"{cell:>{width}}" for cell in cells))
+    return "\n".join(lines)
+
+
+def _queries(metrics: dict[str, Any]) -> str:
+    """``V of Q queries`` from a RankResult.as_dict() (queries without a true match are skipped)."""
+    valid, skipped = metrics.get("valid_queries", 0), metrics.get("skipped_queries", 0)
+    return f"{_count(valid)} of {_count(valid + skipped)} queries"
+
+
+def _count(value: float) -> str:
+    """A query count (a mean over splits may not be whole)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
 # --------------------------------------------------------------------------- data

@@ -21,7 +21,7 @@ import torch
 from keyreid_stream.data.datasets import ReIDSplit, VideoTracklet, read_split, split_count
 from keyreid_stream.data.video import KeypointSource
 from keyreid_stream.eval.rank import aggregate_results
-from keyreid_stream.eval.runner import SplitEvaluation, evaluate_split, write_reports
+from keyreid_stream.eval.runner import SplitEvaluation, dataset_title, evaluate_split, write_reports
 from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
@@ -61,9 +61,11 @@ class EvaluationSummary:
     splits: tuple[int, ...]
     per_split: tuple[dict[str, dict[str, float]], ...]  # protocol -> metric -> value, one per split
     mean_std: dict[str, dict[str, tuple[float, float]]]  # protocol -> metric -> (mean, std) over the splits
+    title: str = ""  # the data it ran on, e.g. "synthetic (MARS layout)" (eval.runner.dataset_title)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "splits": list(self.splits), "per_split": list(self.per_split),
+        return {"dataset": self.dataset, "data": self.title, "splits": list(self.splits),
+                "per_split": list(self.per_split),
                 "mean_std": {p: {m: list(v) for m, v in metrics.items()} for p, metrics in self.mean_std.items()}}
 
 
@@ -109,7 +111,7 @@ def evaluate_checkpoint(config: TrainingConfig, checkpoint: str, *, splits: Sequ
             reports = out / (f"split-{split_number}" if len(chosen) > 1 else "") / "reports"
         result = evaluate_tracklets(model, split.query, split.gallery, config, keypoints=keypoints,
                                     device=processes.device, amp_dtype=amp_dtype, protocol=protocol,
-                                    rerank=rerank, reports=reports, title=f"{path.name} on {data.dataset}")
+                                    rerank=rerank, reports=reports, title=f"{path.name} on {dataset_title(data.dataset, data.root)}")
         per_split.append(result.as_dict())
         for name, value in (("standard", result.standard), ("official", result.official),
                             ("reranked", result.reranked)):
@@ -117,7 +119,8 @@ def evaluate_checkpoint(config: TrainingConfig, checkpoint: str, *, splits: Sequ
                 results.setdefault(name, []).append(value)
         logger.info("split %d: %s", split_number, json.dumps(result.standard.as_dict()))
     summary = EvaluationSummary(data.dataset, chosen, tuple(per_split),
-                                {name: aggregate_results(values) for name, values in results.items()})
+                                {name: aggregate_results(values) for name, values in results.items()},
+                                dataset_title(data.dataset, data.root))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "evaluation.json").write_text(json.dumps(summary.as_dict(), indent=2), encoding="utf-8")

@@ -37,6 +37,7 @@ from keyreid_stream.data.video import TrainBatch, TrainClips, collate_train
 from keyreid_stream.model.checkpoint import save_checkpoint
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
+from keyreid_stream.eval.runner import dataset_title, query_counts
 from keyreid_stream.train.evaluation import evaluate_tracklets
 from keyreid_stream.train.metrics import MetricsLog
 from keyreid_stream.train.state import RunPosition, load_training_state, save_training_state
@@ -284,8 +285,8 @@ class _Run:
             metrics = result.standard.as_dict()
             if log is not None:
                 log.write("validation", epoch + 1, self.position.global_step, metrics)
-            logger.info("epoch %d validation: mAP %.2f%%, rank-1 %.2f%%", epoch + 1, 100 * metrics["mAP"],
-                        100 * metrics["rank1"])
+            logger.info("epoch %d validation: mAP %.2f%%, rank-1 %.2f%% (%d of %d queries)", epoch + 1,
+                        100 * metrics["mAP"], 100 * metrics["rank1"], *query_counts(result.standard))
             if metrics["mAP"] > self.position.best.get("mAP", -math.inf):
                 self.position.best = {"epoch": epoch + 1, **metrics}
                 save_checkpoint(self.model, self.output / "best.pt",
@@ -358,7 +359,7 @@ def _finish(run: _Run, log: MetricsLog | None, evaluate_test: bool) -> tuple[Pat
             result = evaluate_tracklets(run.model, run.split.query, run.split.gallery, config,
                                         keypoints=run.keypoints, device=run.processes.device, amp_dtype=run.amp_dtype,
                                         reports=run.output / "reports" if config.eval.reports else None,
-                                        title=f"{config.model.arch} on {config.data.dataset}")
+                                        title=f"{config.model.arch} on {dataset_title(config.data.dataset, config.data.root)}")
             test = result.as_dict()
             if log is not None:
                 log.write("test", run.position.epoch, run.position.global_step, result.standard.as_dict())

@@ -19,20 +19,33 @@ info line then -- or until ``max_reconnects`` attempts in a row have failed (:cl
 first open follows the same rule, so a camera that is not up yet is waited for. Frame indices continue
 across reconnections; timestamps are the wall-clock time at capture.
 
+RTSP transport: ``tcp``, ``udp``, or ``auto`` (the default: TCP, then UDP in the same attempt; the transport that
+worked is tried first at the next reconnection). OpenCV's FFmpeg backend takes it from the environment variable
+``OPENCV_FFMPEG_CAPTURE_OPTIONS`` at open, so network opens are serialised within a process and the variable is
+set for each one (the user's own options, e.g. ``analyzeduration;500000`` for low-bitrate streams, are kept,
+their ``rtsp_transport`` replaced). A stream that cannot be opened is diagnosed: nothing listening, host
+unreachable, or the server answers but serves no video (over the transports tried, with the one to try next).
+OpenCV's and FFmpeg's own log lines go through Python logging while a live capture runs
+(:mod:`~keyreid_stream.workers.native_log`).
+
 FFmpeg probes a new stream before the first frame (up to ``analyzeduration``, 5 s by default, cut short by the
-open timeout); the environment variable ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` (e.g. ``analyzeduration;500000``)
-tunes that for low-bitrate streams.
+open timeout).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Generator, Iterator
 from os import PathLike
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -51,8 +64,10 @@ from keyreid_stream.workers.sources import (
     _sane_fps,
     redact,
 )
+from keyreid_stream.workers.native_log import routing_native_logs
 
-__all__ = ["CaptureSource", "ImageFolderSource", "VideoFileSource", "backoff_delays"]
+__all__ = ["CaptureSource", "ImageFolderSource", "RtspTransport", "VideoFileSource", "backoff_delays",
+           "ffmpeg_capture_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +75,13 @@ MAX_DECODE_SKIP = 25  # undecodable frames in a row tried before a file is taken
 JITTER = 0.1  # delays are shortened by up to this fraction, so cameras restarted together spread out
 TIMED_OUT_FRACTION = 0.9  # a read this close to the read timeout has hit it
 STALL_WINDOW_S = 1.0  # a timed-out read that fails within this window (decoder flush) is a stall
+PROBE_TIMEOUT_S = 2.0  # the TCP connection test that tells why a stream did not open
+
+RtspTransport = Literal["auto", "tcp", "udp"]
+RTSP_SCHEMES = ("rtsp", "rtsps")
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "http": 80, "https": 443}
+_OPEN_LOCK = threading.Lock()  # FFmpeg reads its capture options from the environment when a capture opens
 
 
 # --------------------------------------------------------------------------- files and folders
@@ -271,8 +293,10 @@ class CaptureSource(FrameSource):
         self, spec: SourceSpec, camera_id: str, *, uri: str | None = None, stride: int = 1,
         fps: float | None = None, read_timeout_s: float = 5.0, open_timeout_s: float = 10.0,
         backoff_s: tuple[float, float] = (0.5, 30.0), max_reconnects: int | None = None,
-        max_frames: int | None = None,
+        max_frames: int | None = None, transport: RtspTransport = "auto",
     ) -> None:
+        if transport not in ("auto", "tcp", "udp"):
+            raise ValueError(f"transport must be auto, tcp or udp, got {transport!r}")
         if spec.kind not in ("webcam", "network"):
             raise ValueError(f"CaptureSource reads webcams and network streams, not a {spec.kind}")
         super().__init__(camera_id, uri or spec.location, live=True, fps=fps, stride=stride,
@@ -284,8 +308,18 @@ class CaptureSource(FrameSource):
         self.max_reconnects = max_reconnects
         self._fps_given = fps is not None
         self._what = f"stream {self.uri}" if spec.kind == "network" else f"webcam {spec.location}"
+        rtsp = spec.kind == "network" and urlsplit(spec.location).scheme.lower() in RTSP_SCHEMES
+        self.transport = transport
+        # the transports to try, best first (None: not RTSP, FFmpeg's defaults)
+        self._transports: list[str | None] = ((["tcp", "udp"] if transport == "auto" else [transport]) if rtsp
+                                              else [None])
+        self.connected_transport: str | None = None
 
     def _frames(self) -> Iterator[Frame]:
+        with routing_native_logs():
+            yield from self._frames_routed()
+
+    def _frames_routed(self) -> Iterator[Frame]:
         self._connect(lost_at=None)
         while True:
             reason, stalled = yield from self._read_until_lost()
@@ -347,26 +381,85 @@ class CaptureSource(FrameSource):
             self._sleep(next(delays))
 
     def _try_open(self) -> tuple[cv2.VideoCapture | None, str]:
-        """One open attempt: the opened capture, or None and the reason."""
+        """One open attempt (each transport in turn): the opened capture, or None and the reason."""
         if self.closed:
             raise _Closed
-        started = time.monotonic()
-        try:
-            if self.spec.kind == "webcam":
+        if self.spec.kind == "webcam":
+            try:
                 capture = cv2.VideoCapture(int(self.spec.location), cv2.CAP_ANY)
-            else:
-                params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
-                          cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
+            except cv2.error as exc:
+                return None, f"OpenCV error: {str(exc).strip()}"
+            if capture.isOpened():
+                return capture, ""
+            capture.release()
+            return None, "no such camera"
+        errors: list[str] = []
+        for transport in list(self._transports):
+            capture, error = self._open_stream(transport)
+            if capture is not None:
+                self.connected_transport = transport
+                self._transports.remove(transport)
+                self._transports.insert(0, transport)  # first again at the next reconnection
+                return capture, ""
+            errors.append(error + (f" (RTSP over {transport.upper()})" if error and transport else ""))
+        if all(errors):  # timeouts or OpenCV errors: they say why
+            return None, "; ".join(errors)
+        return None, self._diagnose(self._transports)
+
+    def _open_stream(self, transport: str | None) -> tuple[cv2.VideoCapture | None, str]:
+        """Open the network stream over one RTSP transport: (capture, "") or (None, a reason; "" = not open)."""
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
+        started = time.monotonic()
+        with _OPEN_LOCK:
+            user_options = os.environ.get(FFMPEG_OPTIONS_ENV)
+            options = ffmpeg_capture_options(transport, user_options)
+            try:
+                if options is not None:
+                    os.environ[FFMPEG_OPTIONS_ENV] = options
                 capture = cv2.VideoCapture(self.spec.location, cv2.CAP_FFMPEG, params)
-        except cv2.error as exc:
-            return None, f"OpenCV error: {redact(str(exc).strip())}"
+            except cv2.error as exc:
+                return None, f"OpenCV error: {redact(str(exc).strip())}"
+            finally:
+                if user_options is None:
+                    os.environ.pop(FFMPEG_OPTIONS_ENV, None)
+                else:
+                    os.environ[FFMPEG_OPTIONS_ENV] = user_options
         if capture.isOpened():
             return capture, ""
         capture.release()
         elapsed = time.monotonic() - started
-        if self.spec.kind == "network" and elapsed >= TIMED_OUT_FRACTION * self.open_timeout_s:
+        if elapsed >= TIMED_OUT_FRACTION * self.open_timeout_s:
             return None, f"open timed out after {elapsed:.1f} s"
-        return None, "unreachable or not a video stream" if self.spec.kind == "network" else "no such camera"
+        return None, ""
+
+    def _diagnose(self, transports: list[str | None]) -> str:
+        """Why a network stream did not open: nothing listening, unreachable, or no video where it answers."""
+        parts = urlsplit(self.spec.location)
+        try:
+            host, port = parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+        except ValueError:
+            return "not a valid stream URL"
+        if not host or not port:
+            return "FFmpeg could not open it (no host or port to test)"
+        where = f"{host}:{port}"
+        try:
+            with socket.create_connection((host, port), timeout=min(PROBE_TIMEOUT_S, self.open_timeout_s)):
+                pass
+        except ConnectionRefusedError:
+            return f"connection refused by {where}: nothing listening there"
+        except OSError as exc:
+            return f"{where} unreachable ({exc.strerror or exc})"
+        if transports == [None]:
+            return f"{where} accepts connections but FFmpeg found no video stream there (check the URL's path)"
+        tried = " and ".join(f"RTSP over {t.upper()}" for t in transports if t)
+        if self.transport == "auto":
+            hint = "check the path and the credentials"
+        else:
+            other = "udp" if self.transport == "tcp" else "tcp"
+            hint = (f"the camera may serve RTSP over {other.upper()} only: set its transport to {other} or auto; "
+                    "else check the path and the credentials")
+        return f"{where} answers but no video stream could be opened ({tried}); {hint}"
 
     def _connected(self, capture: cv2.VideoCapture, first: bool, attempts: int, elapsed: float) -> None:
         if not self._fps_given:
@@ -379,5 +472,16 @@ class CaptureSource(FrameSource):
             return
         size = f"{int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))}x{int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))}"
         after = f" after {attempts} attempts, {elapsed:.1f} s" if attempts > 1 else ""
-        logger.info("%s: opened %s (%s, %s fps)%s", self.camera_id, self._what, size,
-                    "?" if self.fps is None else f"{self.fps:g}", after)
+        over = f", RTSP over {self.connected_transport.upper()}" if self.connected_transport else ""
+        logger.info("%s: opened %s (%s, %s fps%s)%s", self.camera_id, self._what, size,
+                    "?" if self.fps is None else f"{self.fps:g}", over, after)
+
+
+def ffmpeg_capture_options(transport: str | None, user_options: str | None) -> str | None:
+    """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` for one open: the user's ``key;value|...`` options with
+    ``rtsp_transport`` set to ``transport`` (None: the user's options as they are)."""
+    if transport is None:
+        return user_options
+    kept = [pair for pair in (user_options or "").split("|")
+            if pair and pair.split(";", 1)[0].strip() not in ("rtsp_transport", "rtsp_flags")]
+    return "|".join([*kept, f"rtsp_transport;{transport}"])

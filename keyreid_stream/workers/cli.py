@@ -40,6 +40,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--detections", help="MOTChallenge det.txt of the camera: use these boxes, no detector")
     parser.add_argument("--realtime", action="store_true", help="read a file at its own frame rate")
     parser.add_argument("--loop", action="store_true", help="restart a file at its end")
+    parser.add_argument("--transport", choices=("auto", "tcp", "udp"), default=None,
+                        help="RTSP over tcp, udp, or auto: TCP then UDP (default: the camera's, auto)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="override config values, e.g. detector.kind=hog embedding.device=cpu")
     parser.set_defaults(handler=_worker)
@@ -57,9 +59,10 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - WorkerConfig, imported la
         if cameras:
             logger.info("--source given: the %d camera(s) of the config file are not used", len(cameras))
         cameras = (CameraConfig(id=args.camera_id, source=args.source),)
-    if args.realtime or args.loop or args.detections:
+    if args.realtime or args.loop or args.detections or args.transport:
         cameras = tuple(dataclasses.replace(c, pace=c.pace or args.realtime, loop=c.loop or args.loop,
-                                            detections=args.detections or c.detections) for c in cameras)
+                                            detections=args.detections or c.detections,
+                                            transport=args.transport or c.transport) for c in cameras)
     changes: dict[str, object] = {"cameras": cameras}
     if args.detections:
         changes["detector"] = dataclasses.replace(config.detector, kind="public")
@@ -98,14 +101,19 @@ def format_report(report: object, camera_ids: list[str]) -> str:
     """The summary printed when a worker stops."""
     counters, stats = report.counters, report.publisher  # type: ignore[attr-defined]
     lines = [f"worker ran {report.elapsed_s:.1f} s", "  camera        frames  dropped  detections  tracklets  "  # type: ignore[attr-defined]
-             "published  error"]
+             "published  reconnects  error"]
     for camera_id in camera_ids:
         def get(name: str, cid: str = camera_id) -> int:
             return counters.get(f"{cid}.{name}", 0)
 
+        source = report.sources.get(camera_id)  # type: ignore[attr-defined]
+        reconnects = "-" if source is None else source.reconnects
         error = report.camera_errors.get(camera_id, "")  # type: ignore[attr-defined]
+        if source is not None and not source.ever_connected:
+            why = error or source.last_error or "stopped before it opened"
+            error = f"never connected ({source.open_failures} failed open(s)): {why}"
         lines.append(f"  {camera_id:<12} {get('frames'):>7}  {get('frames_dropped'):>7}  {get('detections'):>10}  "
-                     f"{get('tracklets'):>9}  {get('published'):>9}  {error}")
+                     f"{get('tracklets'):>9}  {get('published'):>9}  {reconnects:>10}  {error}")
     p50, p95 = report.latency_p50_s, report.latency_p95_s  # type: ignore[attr-defined]
     latency = "n/a" if p50 is None else f"p50 {p50:.2f} s, p95 {p95:.2f} s"
     lines.append(f"  matcher: {stats.acked} acknowledged, {stats.rejected} rejected, {stats.dropped} dropped "

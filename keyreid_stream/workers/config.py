@@ -26,7 +26,8 @@ class CameraConfig:
     time of their first frame: by default 0 (media time, seconds from the start of the file), or with ``pace``
     the wall clock when the first frame is read; give the recording's real start (unix seconds) to put it on the
     wall clock, the same value for recordings of one moment (see :mod:`keyreid_stream.clock`). ``max_frames``:
-    stop after that many frames (after ``stride``)."""
+    stop after that many frames (after ``stride``). ``transport``: rtsp:// and rtsps:// streams only, RTSP over
+    ``tcp``, ``udp`` or ``auto`` (TCP, then UDP)."""
 
     id: str
     source: str
@@ -38,6 +39,7 @@ class CameraConfig:
     camera_index: int = 0
     start_time: float | None = None
     max_frames: int | None = None
+    transport: Literal["auto", "tcp", "udp"] = "auto"
 
     def __post_init__(self) -> None:
         _require(self.stride >= 1, f"camera {self.id}: stride must be >= 1")

@@ -84,6 +84,7 @@ class WorkerReport:
     latency_p50_s: float | None
     latency_p95_s: float | None
     camera_errors: dict[str, str]
+    sources: dict[str, object] = field(default_factory=dict)  # camera id -> its SourceStats
 
 
 class Worker:
@@ -422,5 +423,6 @@ class Worker:
         errors = {cid: camera.error for cid, camera in self.cameras.items() if camera.error}
         return WorkerReport(time.monotonic() - self.metrics.started, self.metrics.snapshot(),
                             dict(self.metrics.rates()), publisher_stats, self.metrics.latency.percentile(50),
-                            self.metrics.latency.percentile(95), errors)
+                            self.metrics.latency.percentile(95), errors,
+                            {cid: camera.source.stats() for cid, camera in self.cameras.items()})
 

@@ -81,7 +81,7 @@ def _build_camera(camera: CameraConfig, config: WorkerConfig, id_base: int) -> C
     source_config = config.source
     source = open_source(
         camera.source, camera.id, pace=camera.pace, loop=camera.loop, stride=camera.stride, fps=camera.fps,
-        start_time=camera.start_time, max_frames=camera.max_frames,
+        start_time=camera.start_time, max_frames=camera.max_frames, transport=camera.transport,
         read_timeout_s=source_config.read_timeout_s, open_timeout_s=source_config.open_timeout_s,
         backoff_s=source_config.backoff_s, max_reconnects=source_config.max_reconnects,
     )

@@ -111,6 +111,7 @@ class SourceStats:
     decode_errors: int
     connected: bool
     last_error: str | None
+    ever_connected: bool = False  # opened at least once (a camera that never was: wrong URL, never up)
 
 
 # --------------------------------------------------------------------------- URIs
@@ -286,6 +287,7 @@ class FrameSource(ABC):
         self._state_lock = threading.Lock()
         self._counts = {"frames": 0, "reconnects": 0, "open_failures": 0, "stalls": 0, "decode_errors": 0}
         self._last_error: str | None = None
+        self._ever_connected = False
         self._iterated = False
 
     @abstractmethod
@@ -337,7 +339,8 @@ class FrameSource(ABC):
         """A consistent snapshot of the counters."""
         with self._state_lock:
             connected = self._capture is not None
-            return SourceStats(**self._counts, connected=connected, last_error=self._last_error)
+            return SourceStats(**self._counts, connected=connected, last_error=self._last_error,
+                               ever_connected=self._ever_connected)
 
     def __enter__(self: S) -> S:
         return self
@@ -382,6 +385,7 @@ class FrameSource(ABC):
                 raise _Closed
             with self._state_lock:
                 self._capture = capture
+                self._ever_connected |= capture is not None
 
     def _release_capture(self) -> None:  # caller holds the I/O lock
         with self._state_lock:
@@ -430,6 +434,7 @@ def open_source(
     backoff_s: tuple[float, float] = (0.5, 30.0),
     max_reconnects: int | None = None,
     max_frames: int | None = None,
+    transport: str = "auto",
 ) -> FrameSource:
     """Open the source a URI names (see :func:`parse_source`) as a :class:`FrameSource`.
 
@@ -437,7 +442,8 @@ def open_source(
     Files and folders: ``fps`` overrides the container's rate (folders: default 25), ``start_time`` starts
     their clock (default: 0, media time; with ``pace``, the wall clock when the first frame is read), ``pace``
     replays in real time, ``loop`` restarts at the end. Live sources: the
-    timeouts, ``backoff_s`` and ``max_reconnects`` govern (re)connection; ``fps`` only sets the nominal rate.
+    timeouts, ``backoff_s`` and ``max_reconnects`` govern (re)connection; ``fps`` only sets the nominal rate;
+    ``transport`` (``auto``, ``tcp``, ``udp``) is the RTSP transport of rtsp:// and rtsps:// streams.
     Files are opened (and checked) here; live sources connect when iterated.
     """
     from keyreid_stream.workers.capture import CaptureSource, ImageFolderSource, VideoFileSource
@@ -453,7 +459,7 @@ def open_source(
     return CaptureSource(
         spec, camera_id, uri=os.fspath(uri).strip(), stride=stride, fps=fps, read_timeout_s=read_timeout_s,
         open_timeout_s=open_timeout_s, backoff_s=backoff_s, max_reconnects=max_reconnects,
-        max_frames=max_frames,
+        max_frames=max_frames, transport=transport,  # type: ignore[arg-type]
     )
 
 

@@ -139,6 +139,24 @@ def test_bad_overrides(tmp_path: Path, override: str, expected: str) -> None:
     assert expected in str(info.value)
 
 
+@pytest.mark.parametrize("with_file", [True, False])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("innr.size=3", "override 'innr.size=3': innr: unknown key 'innr' (did you mean 'inner'?)"),
+        ("inner.size.x=3", "override 'inner.size.x=3': inner.size: must be an integer"),
+        ("inner.sise=3", "override 'inner.sise=3': inner.sise: unknown key 'sise'"),
+    ],
+)
+def test_a_misspelt_override_is_named_not_the_file_or_the_defaults(tmp_path: Path, with_file: bool, override: str,
+                                                                    expected: str) -> None:
+    """The error names the override that brought the bad key, also when it misspells a section."""
+    path = write(tmp_path, "c.yaml", {"seed": 1}) if with_file else None
+    with pytest.raises(ConfigError) as info:
+        load_config(Outer, path, [override])
+    assert str(info.value).startswith(expected), str(info.value)
+
+
 def test_base_files_are_merged_deeply(tmp_path: Path) -> None:
     write(tmp_path, "base.yaml", {"inner": {"size": 2, "name": "base"}, "seed": 1})
     child = write(tmp_path, "child.yaml", {"_base_": "base.yaml", "inner": {"name": "child"}})

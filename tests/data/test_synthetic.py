@@ -200,3 +200,41 @@ def test_rewrites_a_previous_synthetic_dataset_but_refuses_other_folders(tmp_pat
 def test_spec_values_out_of_range_are_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="SyntheticSpec needs"):
         SyntheticSpec(**changes)
+
+
+@pytest.mark.parametrize("previous", [False, True])
+def test_an_interrupted_run_leaves_no_half_dataset(tmp_path: Path, previous: bool) -> None:
+    """``data synth`` killed while writing: the output folder holds nothing (or the previous complete dataset),
+    never a half dataset with its marker; the next run cleans up and completes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "data"
+    if previous:
+        write_synthetic_mars(root, TINY)
+        before = len(list_tracklets("mars", root))
+    command = [sys.executable, "-m", "keyreid_stream", "data", "synth", "--out", str(root), "--train-ids", "40",
+               "--test-ids", "20"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(len(list(p.glob("bbox_train/*"))) >= 5 for p in tmp_path.glob(".data.partial-*")):
+                break  # well into writing the frames
+            time.sleep(0.02)
+        assert process.poll() is None, "data synth ended before it could be interrupted"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    if previous:
+        assert json.loads((root / "synthetic.json").read_text())["spec"]["train_ids"] == TINY.train_ids
+        assert len(list_tracklets("mars", root)) == before
+    else:
+        assert not root.exists()
+    assert list(tmp_path.glob(".data.partial-*"))  # what the killed run wrote stays aside
+    again = write_synthetic_mars(root, TINY)
+    assert not list(tmp_path.glob(".data.partial-*")) and (root / "synthetic.json").is_file()
+    assert again.root == root and again.keypoint_store == root / "keypoints-synthetic"
+    assert len(KeypointStore.open(again.keypoint_store)) == again.frames

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -143,3 +144,19 @@ def test_with_a_reid_checkpoint_the_workers_embed_with_it(sample: Path, tmp_path
     assert list(result.stats["spaces"]) and all(space.startswith("keyreid_test@sha256:")
                                                 for space in result.stats["spaces"])
     assert not _processes_mentioning(str(tmp_path / "work"))
+
+
+def test_a_given_redis_that_is_not_there_fails_in_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``demo demo.redis=URL`` with nothing there: one line naming the URL (no password), not a 120 s wait."""
+    from keyreid_stream.redis_server import free_port
+
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    code = main(["demo", "--source", "rtsp://127.0.0.1:9/a", "--source", "rtsp://127.0.0.1:9/b", f"demo.redis={url}",
+                 "--report", "",
+                 f"demo.workdir={tmp_path / 'work'}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and time.monotonic() - started < 15
+    assert err[-1].startswith(f"keyreid-stream: error: demo.redis={url.replace('hunter2', '***')}: no Redis answers "
+                              "there (") and "hunter2" not in "\n".join(err), err
+    assert not (tmp_path / "work").exists()  # nothing was started

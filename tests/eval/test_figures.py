@@ -48,6 +48,17 @@ def test_cmc_plot_has_both_curves_and_is_thread_safe(tmp_path: Path) -> None:
     assert F._cmc_label("KeyRe-ID", curves["KeyRe-ID"]) == "KeyRe-ID (R1 90.0%)"
 
 
+def test_cmc_legend_names_the_query_counts(tmp_path: Path) -> None:
+    """A protocol that skips queries says how many it kept, in the legend (issue: 'official 78.25' on 10 of 35)."""
+    curve = np.linspace(0.78, 1.0, 20)
+    assert F._cmc_label("official protocol", curve, (10, 35)) == "official protocol (R1 78.0%, 10 of 35 queries)"
+    with_counts = F.save_cmc_curves({"standard": curve, "official protocol": curve}, tmp_path / "a.png",
+                                    queries={"standard": (35, 35), "official protocol": (10, 35)})
+    without = F.save_cmc_curves({"standard": curve, "official protocol": curve}, tmp_path / "b.png")
+    assert _read(with_counts).shape == _read(without).shape and not np.array_equal(_read(with_counts),
+                                                                                  _read(without))
+
+
 # ----------------------------------------------------------------------------------------------- ranked lists
 
 # Query 0 (id 1, camera 0): gallery 0 is its own camera's match (skipped); galleries 2 and 3 tie at 0.3.

@@ -74,3 +74,18 @@ def test_evaluate_split_reports_each_protocol(tracklets, model) -> None:  # noqa
     with pytest.raises(ValueError, match="protocol"):
         evaluate_split(model, items[:1], items[1:], root=root, keypoints=KeypointSource("prior"),
                        image_size=(64, 32), clip_length=4, max_clips=None, protocol="bogus")
+
+
+@pytest.mark.parametrize(("dataset", "synthetic", "expected"), [
+    ("mars", False, "MARS"), ("ilidsvid", False, "iLIDS-VID"), ("prid", False, "PRID-2011"),
+    ("folder", False, "folder my-set"), ("mars", True, "synthetic (MARS layout)"),
+])
+def test_dataset_title_names_the_real_data(tmp_path: Path, dataset: str, synthetic: bool, expected: str) -> None:
+    from keyreid_stream.data.synthetic import MARKER
+    from keyreid_stream.eval.runner import dataset_title
+
+    root = tmp_path / "my-set"
+    root.mkdir()
+    if synthetic:
+        (root / MARKER).write_text("{}")
+    assert dataset_title(dataset, root) == expected

@@ -128,6 +128,9 @@ def test_search_image_with_the_reid_model(module_redis, serve, crop_embedder, ki
             assert hits[0]["best_tracklet"] == messages[i].message_id and len(hits) == 3
         broken = http.post("/search/image", content=b"\x89PNG\r\n\x1a\nbroken", headers={"Content-Type": "image/png"})
         assert broken.status_code == 400 and broken.json()["error"] == "bad_request"
+        frame = encode(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), kind)  # not a person crop: refused
+        wide = http.post("/search/image", content=frame, headers={"Content-Type": content_type})
+        assert wide.status_code == 400 and "160x120 pixels, wider than tall" in wide.json()["detail"], wide.text
 
 
 def test_search_image_without_a_model(http: httpx.Client) -> None:

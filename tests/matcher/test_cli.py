@@ -11,6 +11,7 @@ import pytest
 from keyreid_stream.cli import main
 from keyreid_stream.config import load_config
 from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
+from keyreid_stream.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +52,26 @@ def test_bad_topology_file_is_one_line(tmp_path: Path) -> None:
                             timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "topology.yaml" in result.stderr, result.stderr
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("which", ["listen", "http"])
+def test_an_address_in_use_is_named(which: str, redis_server, capsys, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """'Address already in use' says which address and which setting (ingest.listen or api.http)."""
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        free = free_port()
+        listen, http = ((f"tcp://127.0.0.1:{port}", "") if which == "listen"
+                        else (f"tcp://127.0.0.1:{free}", f"127.0.0.1:{port}"))
+        code = main(["matcher", "--redis", redis_server.url, "--listen", listen, "--http", http,
+                     "redis.prefix=inuse"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    where = (f"cannot listen for the workers on tcp://127.0.0.1:{port} (ingest.listen): Address already in use"
+             if which == "listen" else f"cannot serve the query API on 127.0.0.1:{port} (api.http): Address already"
+                                       " in use")
+    assert code == 1 and err.startswith("keyreid-stream: error: ") and where in err, err

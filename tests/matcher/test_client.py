@@ -114,6 +114,28 @@ def test_token_from_the_environment(secured_server, query, monkeypatch: pytest.M
     assert query("--url", secured_server.url, "stats")[0] == 0
 
 
+@pytest.mark.parametrize("placement", ["before", "after", "both"])
+def test_options_before_or_after_the_query_command(shared, api_server, query, monkeypatch: pytest.MonkeyPatch,
+                                                  placement: str) -> None:
+    """``query --url U identities`` and ``query identities --url U`` (README's form) are the same request; an
+    option given after the command wins over the same option before it."""
+    monkeypatch.setenv("MY_API_TOKEN", API_TOKEN)
+    options = ["--url", api_server.url, "--json", "--timeout", "5", "--token-env", "MY_API_TOKEN"]
+    argv = {"before": [*options, "identities", "--limit", "2"],
+            "after": ["identities", "--limit", "2", *options],
+            "both": ["--url", "http://127.0.0.1:9", "identities", *options, "--limit", "2"]}[placement]
+    code, out = query(*argv)
+    assert code == 0 and [item["identity_id"] for item in json.loads(out)] == ["g11", "g10"]
+
+
+def test_option_defaults_without_any_given() -> None:
+    parser = argparse.ArgumentParser(prog="keyreid-stream")
+    add_commands(parser.add_subparsers())
+    args = parser.parse_args(["query", "stats"])
+    assert (args.url, args.json, args.timeout, args.token_env) == ("http://127.0.0.1:8080", False, 10.0,
+                                                                   "KEYREID_API_TOKEN")
+
+
 def test_degraded_health_exits_1(shared, serve, query) -> None:
     server = serve(MatcherQueries(shared.client, shared.keys, shared.index, status=lambda: {"index_ready": False}))
     code, out = query("--url", server.url, "health")

@@ -308,7 +308,9 @@ def test_search_image_needs_an_embedder_and_an_image(populated, queries: Matcher
     with_model = MatcherQueries(populated.client, populated.keys, populated.index, embed_crop=embed)
     huge_png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + struct.pack(">II", 100_000, 100_000) + b"\x08\x02\x00\x00\x00"
     huge_jpeg = cv2.imencode(".jpg", np.zeros((4100, 4100, 3), np.uint8))[1].tobytes()
+    frame = cv2.imencode(".png", np.zeros((576, 768, 3), np.uint8))[1].tobytes()  # a whole camera frame
     for bad, message in ((b"", "not a JPEG or PNG"), (b"GIF89a...", "not a JPEG or PNG"),
+                         (frame, "768x576 pixels, wider than tall: a whole frame or a scene, not a person crop"),
                          (b"\x89PNG\r\n\x1a\n truncated", "not IHDR"), (b"\xff\xd8\xff\xe0 broken", "no frame header"),
                          (huge_png, "100000 x 100000 pixels"), (huge_jpeg, "4100 x 4100 pixels")):
         with pytest.raises(BadQuery, match=message):

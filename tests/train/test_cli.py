@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -26,8 +27,10 @@ def test_train_then_eval_with_reports(config_name: str, small_dataset: Path, tmp
     out = tmp_path / "run"
     assert main(["train", "--config", config, f"data.root={small_dataset}", f"run.output={out}", *QUICK]) == 0
     printed = capsys.readouterr().out
-    assert "test (standard): mAP" in printed
-    assert ("test (official): mAP" in printed) == config_name.startswith("keyreid")  # RAPA: standard protocol only
+    assert re.search(r"test \(standard, (\d+) of \1 queries\): mAP", printed), printed
+    official = re.search(r"test \(official, \d+ of \d+ queries\): mAP", printed)
+    assert bool(official) == config_name.startswith("keyreid")  # RAPA: standard protocol only
+    assert re.search(r"best validation \(epoch \d+\): mAP [\d.]+% \(\d+ of \d+ queries\)", printed), printed
     for name in ("cmc.png", "ranked_lists.png", "part_weights.png", "attention.png"):
         image = cv2.imread(str(out / "reports" / name))
         assert image is not None and image.size > 0, name
@@ -39,9 +42,38 @@ def test_train_then_eval_with_reports(config_name: str, small_dataset: Path, tmp
     assert code == 0
     table = capsys.readouterr().out
     assert "standard" in table and "official" in table and "reranked" in table
+    # one split: plain numbers, each protocol's valid queries beside them, and the data named as it is
+    assert "±" not in table and table.startswith("synthetic (MARS layout), 1 split(s); in %"), table
+    rows = {line.split()[0]: line for line in table.splitlines()[2:]}
+    assert all(re.match(r"\w+\s+\d+ of \d+\s+[\d.]+", row) for row in rows.values()), table
     summary = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     results = json.loads((out / "results.json").read_text())
     assert summary["per_split"][0]["standard"]["mAP"] == pytest.approx(results["test"]["standard"]["mAP"])
+
+
+def test_eval_table_with_skipped_queries_and_several_splits() -> None:
+    """The table puts each protocol's valid queries beside its numbers (the official protocol may skip many);
+    several splits show mean ± std, one split the plain numbers."""
+    import numpy as np
+
+    from keyreid_stream.eval.rank import aggregate_results, evaluate_rank
+    from keyreid_stream.train.cli import format_evaluation
+    from keyreid_stream.train.evaluation import EvaluationSummary
+
+    dist = np.array([[0.1, 0.5, 0.9], [0.4, 0.2, 0.6], [0.3, 0.8, 0.1]])
+    pids, gallery_pids = np.array([1, 2, 3]), np.array([1, 2, 3])
+    standard = evaluate_rank(dist, pids, gallery_pids, np.zeros(3, int), np.ones(3, int))
+    official = evaluate_rank(dist, pids, gallery_pids, np.zeros(3, int), np.array([0, 0, 1]))  # 2 skipped
+    one = EvaluationSummary("mars", (0,), ({},), {"standard": aggregate_results([standard]),
+                                                   "official": aggregate_results([official])}, "MARS")
+    lines = format_evaluation(one).splitlines()
+    assert lines[0] == "MARS, 1 split(s); in %" and "±" not in "\n".join(lines)
+    assert lines[2].split()[:4] == ["standard", "3", "of", "3"] and lines[3].split()[:4] == ["official", "1", "of", "3"]
+    several = EvaluationSummary("prid", (0, 1), ({}, {}), {"official": aggregate_results([official, standard])},
+                                "PRID-2011")
+    table = format_evaluation(several)
+    assert "mean ± std over splits" in table and "±" in table.splitlines()[2]
+    assert table.splitlines()[2].split()[:4] == ["official", "2", "of", "3"]
 
 
 def test_data_commands(small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -6,6 +6,9 @@
   MPEG-TS on ``tcp://127.0.0.1:PORT`` (started; killed at teardown). ffmpeg's TCP listener serves ONE
   client: once that client disconnects (or after :meth:`FfmpegTcpServer.kill`), ``start()`` again.
   Without ffmpeg the tests using it are skipped -- or fail when ``CI`` is set (CI installs ffmpeg).
+* ``rtsp_server`` -- :class:`RtspServer`: Debian's ``rtsp-server-perl`` on 127.0.0.1 (it serves RTP over UDP
+  only, as many cameras and relays do) with ffmpeg publishing that clip (MPEG-4) into it in a loop, in real time,
+  as ``rtsp://127.0.0.1:PORT/cam``. Skipped without both programs, or fails when ``CI`` is set.
 * ``matcher`` -- ``worker_harness.Matcher``, a ROUTER socket on 127.0.0.1 that decodes and acknowledges what
   workers send (the wire protocol's receiving side, without Redis); ``start_matcher(port)`` starts one on a port.
 """
@@ -134,6 +137,107 @@ def ffmpeg_tcp_server(mjpg_clip: Path, tmp_path: Path) -> Iterator[FfmpegTcpServ
         yield server.start()
     finally:
         server.kill()
+
+
+class RtspServer:
+    """``rtsp-server-perl`` (clients on ``port``, publishers on ``source_port``) fed by ffmpeg with a clip."""
+
+    def __init__(self, server: str, ffmpeg: str, clip: Path, folder: Path) -> None:
+        self.port, self.source_port = _free_port(), _free_port()
+        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
+        self._commands = [
+            [server, "--clientport", str(self.port), "--serverport", str(self.source_port),
+             "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
+             "--rtp_start_port", str(_free_udp_pair())],
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+             "-c", "copy", "-f", "rtsp", f"rtsp://127.0.0.1:{self.source_port}/cam"],
+        ]
+        self._log_path = folder / "rtsp.log"
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> RtspServer:
+        with self._log_path.open("ab") as log:
+            server, publisher = self._commands
+            self._processes.append(subprocess.Popen(server, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+            self._wait(lambda: _is_listening(self.port) and _is_listening(self.source_port), "listen")
+            self._processes.append(subprocess.Popen(publisher, stdin=subprocess.DEVNULL, stdout=log, stderr=log))
+            self._wait(self.describes, "serve the published stream")
+        return self
+
+    def describes(self) -> bool:
+        """Whether the server answers an RTSP DESCRIBE of the stream with 200 (it is being published)."""
+        request = f"DESCRIBE {self.url} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n".encode()
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2.0) as sock:
+                sock.sendall(request)
+                return sock.recv(256).startswith(b"RTSP/1.0 200")
+        except OSError:
+            return False
+
+    def _wait(self, ready: Callable[[], object], what: str) -> None:
+        started = time.monotonic()
+        while time.monotonic() - started < LISTEN_TIMEOUT_S:
+            if ready():
+                return
+            if any(process.poll() is not None for process in self._processes):
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the RTSP server did not {what}: {self._log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+        self._processes.clear()
+
+
+def _free_udp_pair() -> int:
+    """An even UDP port whose successor is free too (RTP and RTCP)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1]) & ~1
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of UDP ports")
+
+
+def _program(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed (CI must install {package})")
+        pytest.skip(f"{name} is not installed (Debian package {package})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mpeg4_clip(mjpg_clip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``mjpg_clip`` as MPEG-4 in Matroska (a keyframe every 10 frames), for RTP packetisation."""
+    ffmpeg = _program("ffmpeg", "ffmpeg")
+    path = tmp_path_factory.mktemp("rtsp") / "clip.mkv"
+    subprocess.run([ffmpeg, "-hide_banner", "-loglevel", "error", "-i", str(mjpg_clip), "-an", "-c:v", "mpeg4",
+                    "-q:v", "3", "-g", "10", str(path)], check=True, timeout=60)
+    return path
+
+
+@pytest.fixture
+def rtsp_server(mpeg4_clip: Path, tmp_path: Path) -> Iterator[RtspServer]:
+    """A started :class:`RtspServer` (UDP transport only); stopped at teardown."""
+    server = RtspServer(_program("rtsp-server-perl", "rtsp-server-perl"), _program("ffmpeg", "ffmpeg"), mpeg4_clip,
+                        tmp_path)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture

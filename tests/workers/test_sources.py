@@ -261,7 +261,8 @@ def test_file_source_indices_timestamps_colours_and_stats(clip: Path) -> None:
     assert [f.index for f in frames] == list(range(N_FRAMES))
     assert [_which_colour(f.image) for f in frames] == list(range(N_FRAMES))
     assert [f.timestamp for f in frames] == pytest.approx([100.0 + i / FPS for i in range(N_FRAMES)])
-    assert source.stats() == SourceStats(N_FRAMES, 0, 0, 0, 0, connected=False, last_error=None)
+    assert source.stats() == SourceStats(N_FRAMES, 0, 0, 0, 0, connected=False, last_error=None,
+                                         ever_connected=True)
 
 
 @pytest.mark.parametrize(
