@@ -24,7 +24,7 @@ from keyreid_stream.cli import build_parser, parse_arguments
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = (REPO / "README.md", *sorted((REPO / "docs").glob("*.md")))
 PROGRAMS = ("keyreid-stream", "scripts/dev")
-DEV_TASKS = ("demo", "test", "install", "run")
+DEV_TASKS = tuple(re.findall(r"^ {4}([a-z][a-z-]*)\)$", (REPO / "scripts" / "dev").read_text(), re.M))  # its cases
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,22 @@ def _strip_comment(line: str) -> str:
 
 
 def _split_commands(line: str) -> list[str]:
-    """The program invocations in one shell line (``a && b``, ``a; b``), those of our programs only."""
-    parts = re.split(r"\s*(?:&&|\|\||;|\|)\s*", line)
+    """The program invocations in one shell line (``a && b``, ``a; b``, ``a | b``; operators inside quotes are
+    text), those of our programs only."""
+    parts, current, quote, i = [], "", "", 0
+    while i < len(line):
+        char = line[i]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif line.startswith(("&&", "||"), i) or char in ";|":
+            parts.append(current)
+            current, i = "", i + (2 if line.startswith(("&&", "||"), i) else 1)
+            continue
+        current += char
+        i += 1
+    parts.append(current)
     return [part.strip() for part in parts if re.match(_PROGRAM, part.strip())]
 
 
