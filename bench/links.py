@@ -55,7 +55,12 @@ from keyreid_stream.matcher.association import AssociationParams, associate  # n
 from keyreid_stream.matcher.offline import f1_score, offline_optimum  # noqa: E402
 from keyreid_stream.matcher.recluster import apply_changes, recluster  # noqa: E402
 from keyreid_stream.matcher.records import StoredTracklet  # noqa: E402
-from keyreid_stream.matcher.synthetic import generate_scene, pair_precision_recall, replay_scene, stored_tracklet  # noqa: E402,E501
+from keyreid_stream.matcher.synthetic import (  # noqa: E402
+    generate_scene,
+    pair_precision_recall,
+    replay_scene,
+    stored_tracklet,
+)
 from keyreid_stream.matcher.topology import Topology  # noqa: E402
 
 LEFT, RIGHT = "cam-left", "cam-right"
@@ -93,7 +98,8 @@ def record_demo(folder: Path) -> None:
                  **{name: np.asarray([getattr(t, name) for t in tracklets]) for name in _FIELDS})
         shutil.copytree(result.workdir / "mot", folder / "mot", dirs_exist_ok=True)
         quality = result.link_quality
-        info = {"offsets": {c.camera_id: c.view_x0 for c in result.cameras}, "view_width": view_width, "models": list(models.lines),
+        info = {"offsets": {c.camera_id: c.view_x0 for c in result.cameras}, "view_width": view_width,
+                "models": list(models.lines),
                 "association": models.association, "printed": None if quality is None else {
                     "true_pairs": quality.true_pairs, "predicted_pairs": quality.predicted_pairs,
                     "correct_pairs": quality.correct_pairs, "precision": quality.precision,
