@@ -216,7 +216,8 @@ def demo_stages(folder: Path) -> list[str]:
                  f"{tracks[RIGHT]} right |")
     best = link_scores(tracklets, ceiling(tracklets, truth), truth)
     lines.append(f"| publishing (tracks -> tracklets) | the best any association can do on the published tracks "
-                 f"({pub[LEFT]} left / {pub[RIGHT]} right) | P {best[2]:.3f}, R {best[3]:.3f}, F1 "
+                 f"({pub[LEFT]} left / {pub[RIGHT]} right, {len(tracklets)} tracklets) | P {best[2]:.3f}, R "
+                 f"{best[3]:.3f}, F1 "
                  f"{f1_score(*best[2:]):.3f} ({len(truth) - best[1]} true pairs on unpublished tracks) |")
     recorded = link_scores(tracklets, {t.tracklet_id: str(t.identity) for t in tracklets}, truth)
     lines.append(f"| association, as recorded | the matcher's identities | P {recorded[2]:.3f}, R {recorded[3]:.3f}, "
