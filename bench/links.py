@@ -52,6 +52,7 @@ from keyreid_stream.demo.geometry import true_view_pairs  # noqa: E402
 from keyreid_stream.eval.mot import MotTracks, read_mot  # noqa: E402
 from keyreid_stream.eval.mtmc import evaluate_camera  # noqa: E402
 from keyreid_stream.matcher.association import AssociationParams, associate  # noqa: E402
+from keyreid_stream.matcher.calibration import calibrate, estimate_threshold  # noqa: E402
 from keyreid_stream.matcher.offline import f1_score, offline_optimum  # noqa: E402
 from keyreid_stream.matcher.recluster import apply_changes, recluster  # noqa: E402
 from keyreid_stream.matcher.records import StoredTracklet  # noqa: E402
@@ -182,10 +183,12 @@ def replay_recorded(tracklets: list[StoredTracklet], params: AssociationParams, 
         batches[-1].append(dataclasses.replace(t, identity=None))
     known: list[StoredTracklet] = []
     for batch in batches:
-        decisions = associate(batch, known, params, topology, new_identity)
+        decisions = associate(batch, known, calibrate([*known, *batch], params, topology=topology), topology,
+                              new_identity)
         known += [dataclasses.replace(t, identity=d.identity) for t, d in zip(batch, decisions)]
     identities = {t.tracklet_id: t.identity for t in known}
-    return apply_changes(identities, recluster(known, params, topology, new_identity))  # type: ignore[arg-type]
+    final = calibrate(known, params, topology=topology)
+    return apply_changes(identities, recluster(known, final, topology, new_identity))  # type: ignore[arg-type]
 
 
 def demo_stages(folder: Path) -> list[str]:

@@ -20,6 +20,7 @@ from collections import ChainMap
 from dataclasses import dataclass, replace
 
 from keyreid_stream.matcher.association import AssociationParams, associate
+from keyreid_stream.matcher.calibration import calibrate
 from keyreid_stream.matcher.lease import Lease
 from keyreid_stream.matcher.recluster import recluster
 from keyreid_stream.matcher.records import StoredTracklet
@@ -100,7 +101,8 @@ class Associator:
         decisions = []
         if new:
             known = self._window(min(t.start_time for t in new) - self.params.window_s)
-            decisions = associate(new, known, self.params, self.topology, self.store.allocate_identity)
+            params = calibrate([*known, *new], self.params, topology=self.topology)
+            decisions = associate(new, known, params, self.topology, self.store.allocate_identity)
         lookup = ChainMap({t.tracklet_id: t for t in new}, self._cache)
         self.store.commit_decisions(decisions, lookup, entries[-1][0], self.lease.token)
         self._remember(new, decisions)
@@ -142,7 +144,8 @@ class Associator:
             return
         self._last_recluster = time.monotonic()
         recent = [t for t in self._cache.values() if t.end_time >= self._latest_end - self.recluster_horizon_s]
-        changes = recluster(recent, self.params, self.topology, self.store.allocate_identity)
+        params = calibrate(recent, self.params, topology=self.topology)
+        changes = recluster(recent, params, self.topology, self.store.allocate_identity)
         if not changes:
             return
         self.store.commit_changes(changes, self._cache, self.lease.token)
