@@ -61,9 +61,10 @@ class Calibration:
 
 
 def estimate_threshold(tracklets: Sequence[StoredTracklet], *, topology: Topology | None = None,
-                       window_s: float = AssociationParams.window_s) -> Calibration | None:
+                       window_s: float = AssociationParams.window_s, min_negatives: int = MIN_NEGATIVES,
+                       min_positives: int = MIN_POSITIVES) -> Calibration | None:
     """The ``"midpoint"`` threshold of the tracklets of the most common descriptor space (module docstring), or
-    None when there is too little evidence."""
+    None when there is too little evidence (fewer pairs than ``min_negatives`` / ``min_positives``)."""
     if not tracklets:
         return None
     space = Counter(t.space for t in tracklets).most_common(1)[0][0]
@@ -87,7 +88,7 @@ def estimate_threshold(tracklets: Sequence[StoredTracklet], *, topology: Topolog
     rows = np.arange(len(chosen))
     mutual = np.isfinite(scores[rows, best]) & (best[best] == rows) & (rows < best)  # each pair once
     positives = scores[rows[mutual], best[mutual]]
-    if negatives.size < MIN_NEGATIVES or positives.size < MIN_POSITIVES:
+    if negatives.size < max(min_negatives, 1) or positives.size < max(min_positives, 1):
         return None
     low, high = float(np.quantile(negatives, NEGATIVE_QUANTILE)), float(np.median(positives))
     threshold = float(np.clip((low + high) / 2, _LOWEST, _HIGHEST))
