@@ -15,10 +15,11 @@ see tell it where to cut, with no ground truth:
 mutual-best similarities; with ``spread`` the distance between those two, re-clustering merges identities above
 ``threshold - 0.2 x spread`` (its average linkage over whole tracks is steadier than one tracklet's best match)
 and splits tracks off below ``threshold - spread``, so all three follow the descriptor's own scale. The rule
-(which statistics, which quantile, the two offsets) was chosen on synthetic scenes of five kinds (seeds 0-2) against the
-online F1 at every threshold, and is reported on other seeds and on the demo's views in ``docs/benchmarks.md``.
-Too little evidence (fewer than :data:`MIN_NEGATIVES` negative pairs or :data:`MIN_POSITIVES` mutual-best pairs
-in the descriptor space with the most tracklets): the configured thresholds stay.
+(which statistics, which quantile, the two offsets) was chosen on synthetic scenes of five kinds (seeds 0-2)
+against the online F1 at every threshold, and is reported on other seeds and on the demo's views in
+``docs/benchmarks.md``. Too little evidence (fewer than :data:`MIN_NEGATIVES` negative pairs or
+:data:`MIN_POSITIVES` mutual-best pairs in the descriptor space with the most tracklets): the configured
+thresholds stay.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 NEGATIVE_QUANTILE = 0.9
 MIN_NEGATIVES = 100
 MIN_POSITIVES = 30
-MERGE_BELOW = 0.2  # merge_threshold = threshold - MERGE_BELOW x spread (spread: positive median - negative quantile)
+MERGE_BELOW = 0.2  # merge_threshold = threshold - MERGE_BELOW x spread (positive median - negative quantile)
 SPLIT_BELOW = 1.0  # split_threshold = threshold - SPLIT_BELOW x spread
 MAX_TRACKLETS = 3000  # the most recent tracklets (by end time) the estimate looks at: bounded time and memory
 _LOWEST, _HIGHEST = 0.05, 0.99  # the estimated threshold is kept inside these
@@ -95,13 +96,14 @@ def estimate_threshold(tracklets: Sequence[StoredTracklet], *, topology: Topolog
     return Calibration(threshold, low, int(negatives.size), high, int(positives.size))
 
 
-def calibrate(tracklets: Sequence[StoredTracklet], params: AssociationParams, *,
-              topology: Topology | None = None) -> AssociationParams:
+def calibrate(tracklets: Sequence[StoredTracklet], params: AssociationParams, *, topology: Topology | None = None,
+              min_negatives: int = MIN_NEGATIVES, min_positives: int = MIN_POSITIVES) -> AssociationParams:
     """``params`` with the thresholds its ``threshold_rule`` sets on ``tracklets`` (the ones the next decision
-    sees); ``"fixed"`` or too little evidence: ``params`` as they are."""
+    sees); ``"fixed"`` or too little evidence (:func:`estimate_threshold`): ``params`` as they are."""
     if params.threshold_rule == "fixed":
         return params
-    found = estimate_threshold(tracklets, topology=topology, window_s=params.window_s)
+    found = estimate_threshold(tracklets, topology=topology, window_s=params.window_s, min_negatives=min_negatives,
+                               min_positives=min_positives)
     if found is None:
         return params
     spread = max(found.positive_median - found.negative_quantile, 0.0)
