@@ -306,6 +306,8 @@ def main() -> int:
         demo = demo_stages(folder)
     synthetic = synthetic_rows([int(s) for s in args.seeds.split(",")])
     command = "python bench/links.py" + (f" --seeds {args.seeds}" if args.seeds != "0,1,2,3,4,5" else "")
+    if args.recording is not None:
+        command += "`, the demo's part on a recording kept by `python bench/links.py --record DIR"
     body = "\n".join([
         f"Machine: {machine()} (shared with other jobs while it ran).",
         f"Command: `{command}` ({time.monotonic() - started:.0f} s).", "",
