@@ -114,6 +114,23 @@ def test_generated_scene_is_linked_with_high_precision_and_recall(redis_client, 
     assert int(redis_client.hget(KEYS.stats, "stored")) == n
 
 
+def test_the_threshold_rule_runs_in_the_matcher(redis_client, zmq_context, tmp_path) -> None:
+    # noisy, alike descriptors: with the fixed 0.6 a running matcher finds 0.57 of the true pairs (precision 1.00);
+    # with association.threshold_rule: midpoint it sets its thresholds from what it stores: measured 0.92 / 0.86
+    scene = generate_scene(seed=0, noise=0.8, similar_people=0.5)
+    config = matcher_config(_url(redis_client), topology=_write_topology(scene, tmp_path), threshold_rule="midpoint")
+    with running_matcher(config) as matcher:
+        publisher = _publish(zmq_context, matcher.endpoint, [t.message for t in scene.tracklets])
+        n = len(scene.tracklets)
+        wait_until(lambda: _all_acked(publisher, n), 60, "all acks")
+        wait_until(lambda: _decided(redis_client, n), 60, "association")
+        time.sleep(1.5)  # at least one re-clustering pass over the final state
+        publisher.close(1.0)
+    precision, recall = _quality(redis_client, scene)
+    assert precision >= 0.8 and recall >= 0.75, (precision, recall)
+    _assert_consistent(redis_client, [t.message.message_id for t in scene.tracklets])
+
+
 def _write_topology(scene, folder: Path) -> str:  # noqa: ANN001
     """The scene's camera topology as the YAML file a user would write (JSON is YAML)."""
     topology = scene.topology
