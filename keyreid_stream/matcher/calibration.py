@@ -46,7 +46,7 @@ MIN_NEGATIVES = 100
 MIN_POSITIVES = 30
 MERGE_BELOW = 0.2  # merge_threshold = threshold - MERGE_BELOW x spread (positive median - negative quantile)
 SPLIT_BELOW = 1.0  # split_threshold = threshold - SPLIT_BELOW x spread
-MAX_TRACKLETS = 3000  # the most recent tracklets (by end time) the estimate looks at: bounded time and memory
+MAX_TRACKLETS = 1500  # the most recent tracklets (by end time) the estimate looks at: bounded time and memory
 _LOWEST, _HIGHEST = 0.05, 0.99  # the estimated threshold is kept inside these
 
 

@@ -45,6 +45,9 @@ class AssociationStats:
     last_decision_s: float = 0.0  # wall time of the last committed batch
 
 
+REESTIMATE_AFTER = 32  # threshold_rule: tracklets between two estimates (each compares up to 1,500 of them)
+
+
 class Associator:
     """One matcher's share of association: active only while it holds the lease."""
 
@@ -62,6 +65,7 @@ class Associator:
         self._latest_end = float("-inf")
         self._last_recluster = time.monotonic()
         self._last_retention = 0.0
+        self._tuned, self._since_tuned = params, REESTIMATE_AFTER  # the threshold rule's latest estimate
 
     @property
     def leading(self) -> bool:
@@ -101,7 +105,7 @@ class Associator:
         decisions = []
         if new:
             known = self._window(min(t.start_time for t in new) - self.params.window_s)
-            params = calibrate([*known, *new], self.params, topology=self.topology)
+            params = self._thresholds([*known, *new], len(new))
             decisions = associate(new, known, params, self.topology, self.store.allocate_identity)
         lookup = ChainMap({t.tracklet_id: t for t in new}, self._cache)
         self.store.commit_decisions(decisions, lookup, entries[-1][0], self.lease.token)
@@ -119,6 +123,16 @@ class Associator:
             setattr(self.stats, kind, getattr(self.stats, kind) + 1)
         self.stats.last_decision_s = time.time()
         self._prune()
+
+    def _thresholds(self, tracklets: list[StoredTracklet], arrived: int) -> AssociationParams:
+        """The thresholds to decide with: the configured ones, or those ``params.threshold_rule`` sets on
+        ``tracklets``, estimated again once :data:`REESTIMATE_AFTER` tracklets arrived since the last estimate."""
+        if self.params.threshold_rule == "fixed":
+            return self.params
+        self._since_tuned += arrived
+        if self._since_tuned >= REESTIMATE_AFTER:
+            self._tuned, self._since_tuned = calibrate(tracklets, self.params, topology=self.topology), 0
+        return self._tuned
 
     def _window(self, since: float) -> list[StoredTracklet]:
         """Decided tracklets ending at or after ``since`` (loading what the cache does not cover yet)."""
@@ -144,8 +158,7 @@ class Associator:
             return
         self._last_recluster = time.monotonic()
         recent = [t for t in self._cache.values() if t.end_time >= self._latest_end - self.recluster_horizon_s]
-        params = calibrate(recent, self.params, topology=self.topology)
-        changes = recluster(recent, params, self.topology, self.store.allocate_identity)
+        changes = recluster(recent, self._thresholds(recent, 0), self.topology, self.store.allocate_identity)
         if not changes:
             return
         self.store.commit_changes(changes, self._cache, self.lease.token)
