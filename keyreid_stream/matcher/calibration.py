@@ -13,7 +13,7 @@ see tell it where to cut, with no ground truth:
 
 ``"midpoint"``: the threshold is half-way between the 0.9 quantile of the certain negatives and the median of the
 mutual-best similarities; with ``spread`` the distance between those two, re-clustering merges identities above
-``threshold - 0.2 x spread`` (its average linkage over whole tracks is steadier than one tracklet's best match)
+``threshold - 0.1 x spread`` (its average linkage over whole tracks is steadier than one tracklet's best match)
 and splits tracks off below ``threshold - spread``, so all three follow the descriptor's own scale. The rule
 (which statistics, which quantile, the two offsets) was chosen on synthetic scenes of five kinds (seeds 0-2)
 against the online F1 at every threshold, and is reported on other seeds and on the demo's views in
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 NEGATIVE_QUANTILE = 0.9
 MIN_NEGATIVES = 100
 MIN_POSITIVES = 30
-MERGE_BELOW = 0.2  # merge_threshold = threshold - MERGE_BELOW x spread (positive median - negative quantile)
+MERGE_BELOW = 0.1  # merge_threshold = threshold - MERGE_BELOW x spread (positive median - negative quantile)
 SPLIT_BELOW = 1.0  # split_threshold = threshold - SPLIT_BELOW x spread
 MAX_TRACKLETS = 1500  # the most recent tracklets (by end time) the estimate looks at: bounded time and memory
 _LOWEST, _HIGHEST = 0.05, 0.99  # the estimated threshold is kept inside these
