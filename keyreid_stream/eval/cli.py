@@ -31,9 +31,11 @@ def _iou(text: str) -> float:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
-        "eval-mtmc", help="multi-camera tracking metrics: CLEAR MOT and IDF1 per camera, IDF1 across cameras",
+        "eval-mtmc", help="multi-camera tracking metrics: CLEAR MOT, IDF1 and HOTA per camera, IDF1 and HOTA across "
+        "cameras",
         description="Compare MOTChallenge results with ground truth, camera by camera (MOTA, MOTP, IDF1, IDP, "
-                    "IDR, FP, FN, ID switches, ...) and across cameras (MTMC IDF1/IDP/IDR: ids are global). "
+                    "IDR, FP, FN, ID switches, HOTA, DetA, AssA, LocA, ...) and across cameras (MTMC IDF1/IDP/IDR and "
+                    "HOTA: ids are global). "
                     "Each folder holds CAMERA.txt files; the ground truth may also be in the MOTChallenge layout "
                     "CAMERA/gt/gt.txt. See docs/mtmc.md.")
     evaluate.add_argument("--gt", required=True, type=Path, metavar="DIR", help="ground truth folder")

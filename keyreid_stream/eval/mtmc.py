@@ -22,6 +22,10 @@ the cameras): GT and predicted ids are global identities, common to all cameras,
 (camera, frame). A person who keeps one id on each camera but different ids across cameras scores IDF1 1 per
 camera and less across cameras.
 
+**HOTA** (Luiten et al. 2021; :mod:`keyreid_stream.eval.hota`, as TrackEval computes it): per camera, all cameras
+combined as TrackEval combines sequences, and across cameras with global ids (every camera's frames together).
+It does not use ``iou_threshold``: it averages over the localisation thresholds 0.05 ... 0.95.
+
 A ratio whose denominator is 0 is NaN (undefined), e.g. MOTA without GT boxes; ``as_dict`` writes it as None.
 """
 
@@ -38,6 +42,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from keyreid_stream.eval.hota import HotaFrame, HotaScores, combine_hota, hota_scores
 from keyreid_stream.eval.mot import MotDataError, MotTracks, read_camera_dir
 
 __all__ = ["CameraScores", "ClearMotScores", "IdentityScores", "MtmcScores", "box_iou_xywh", "evaluate_camera",
@@ -88,17 +93,20 @@ class CameraScores:
     camera: str
     clear: ClearMotScores
     identity: IdentityScores
+    hota: HotaScores
 
 
 @dataclass(frozen=True)
 class MtmcScores:
-    """Per camera, the CLEAR counts of all cameras added up (``overall``), and the cross-camera identity
-    measures (``mtmc``)."""
+    """Per camera, the CLEAR counts of all cameras added up (``overall``) and their HOTA combined
+    (``overall_hota``), and the cross-camera identity measures and HOTA (``mtmc``, ``mtmc_hota``)."""
 
     cameras: tuple[CameraScores, ...]
     overall: ClearMotScores
     mtmc: IdentityScores
     iou_threshold: float
+    overall_hota: HotaScores
+    mtmc_hota: HotaScores
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (NaN becomes None)."""
@@ -215,18 +223,21 @@ def _track_coverage(ids: np.ndarray, frames: np.ndarray, tracked: np.ndarray) ->
 
 
 def _clear_and_overlaps(gt: MotTracks, pred: MotTracks, iou_threshold: float,
-                        ) -> tuple[ClearMotScores, np.ndarray, np.ndarray]:
-    """CLEAR MOT of one camera, and the (GT id, predicted id) of every overlapping pair of boxes."""
+                        ) -> tuple[ClearMotScores, np.ndarray, np.ndarray, list[HotaFrame]]:
+    """CLEAR MOT of one camera, the (GT id, predicted id) of every overlapping pair of boxes, and the frames
+    (ids and IoU) for HOTA."""
     counter = _ClearCounter(len(gt))
     gt_frames, pred_frames = _frame_rows(gt.frames), _frame_rows(pred.frames)
     empty = np.zeros(0, dtype=np.int64)
     pair_gt, pair_pred = [empty], [empty]
+    hota_frames = []
     for frame in sorted(gt_frames.keys() | pred_frames.keys()):
         g_rows, p_rows = gt_frames.get(frame, empty), pred_frames.get(frame, empty)
         iou = box_iou_xywh(gt.boxes[g_rows], pred.boxes[p_rows])
         valid = 1.0 - iou <= 1.0 - iou_threshold  # py-motmetrics' test on the distance 1 - IoU
         g_ids, p_ids = gt.ids[g_rows], pred.ids[p_rows]
         counter.frame(g_rows, g_ids, p_ids, iou, valid)
+        hota_frames.append(HotaFrame(g_ids, p_ids, iou))
         i, j = np.nonzero(valid)
         pair_gt.append(g_ids[i])
         pair_pred.append(p_ids[j])
@@ -239,7 +250,7 @@ def _clear_and_overlaps(gt: MotTracks, pred: MotTracks, iou_threshold: float,
         false_positives=false_positives, misses=misses, id_switches=counter.switches, fragmentations=fragmentations,
         gt_tracks=len(np.unique(gt.ids)), mostly_tracked=mt, partially_tracked=pt, mostly_lost=ml,
         iou_sum=counter.iou_sum)
-    return clear, np.concatenate(pair_gt), np.concatenate(pair_pred)
+    return clear, np.concatenate(pair_gt), np.concatenate(pair_pred), hota_frames
 
 
 def _sum_clear(parts: list[ClearMotScores]) -> ClearMotScores:
@@ -280,10 +291,10 @@ def _check_threshold(iou_threshold: float) -> None:
 
 def evaluate_camera(gt: MotTracks, pred: MotTracks, *, iou_threshold: float = 0.5,
                     camera: str = "") -> CameraScores:
-    """CLEAR MOT and identity measures of one camera."""
+    """CLEAR MOT, identity measures and HOTA of one camera."""
     _check_threshold(iou_threshold)
-    clear, pair_gt, pair_pred = _clear_and_overlaps(gt, pred, iou_threshold)
-    return CameraScores(camera, clear, identity_scores(gt.ids, pred.ids, pair_gt, pair_pred))
+    clear, pair_gt, pair_pred, frames = _clear_and_overlaps(gt, pred, iou_threshold)
+    return CameraScores(camera, clear, identity_scores(gt.ids, pred.ids, pair_gt, pair_pred), hota_scores(frames))
 
 
 def evaluate_mtmc(gt: Mapping[str, MotTracks], pred: Mapping[str, MotTracks], *,
@@ -298,21 +309,23 @@ def evaluate_mtmc(gt: Mapping[str, MotTracks], pred: Mapping[str, MotTracks], *,
     if unknown:
         raise MotDataError(f"camera(s) {', '.join(unknown)} of the predictions are not in the ground truth "
                            f"(cameras: {', '.join(sorted(gt)) or 'none'})")
-    cameras, gt_ids, pred_ids, pair_gt, pair_pred = [], [], [], [], []
+    cameras, gt_ids, pred_ids, pair_gt, pair_pred, frames = [], [], [], [], [], []
     for camera in sorted(gt):
         if camera not in pred:
             logger.warning("camera %s has no predictions: all its ground truth boxes are misses", camera)
         truth, guess = gt[camera], pred.get(camera, MotTracks.empty())
-        clear, overlap_gt, overlap_pred = _clear_and_overlaps(truth, guess, iou_threshold)
+        clear, overlap_gt, overlap_pred, camera_frames = _clear_and_overlaps(truth, guess, iou_threshold)
         identity = identity_scores(truth.ids, guess.ids, overlap_gt, overlap_pred)
-        cameras.append(CameraScores(camera, clear, identity))
+        cameras.append(CameraScores(camera, clear, identity, hota_scores(camera_frames)))
+        frames += camera_frames
         gt_ids.append(truth.ids)
         pred_ids.append(guess.ids)
         pair_gt.append(overlap_gt)
         pair_pred.append(overlap_pred)
     empty = [np.zeros(0, dtype=np.int64)]
     joint = identity_scores(*(np.concatenate(empty + part) for part in (gt_ids, pred_ids, pair_gt, pair_pred)))
-    return MtmcScores(tuple(cameras), _sum_clear([c.clear for c in cameras]), joint, iou_threshold)
+    return MtmcScores(tuple(cameras), _sum_clear([c.clear for c in cameras]), joint, iou_threshold,
+                      combine_hota([c.hota for c in cameras]), hota_scores(frames))
 
 
 def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, iou_threshold: float = 0.5) -> MtmcScores:
@@ -324,19 +337,21 @@ def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, iou_threshold:
 
 # ------------------------------------------------------------------------------------------ report
 
-_COLUMNS = ("IDF1", "IDP", "IDR", "MOTA", "MOTP", "Rcll", "Prcn", "GT", "MT", "PT", "ML", "FP", "FN", "IDSW", "FM")
+_COLUMNS = ("IDF1", "IDP", "IDR", "MOTA", "MOTP", "Rcll", "Prcn", "GT", "MT", "PT", "ML", "FP", "FN", "IDSW", "FM",
+            "HOTA", "DetA", "AssA", "LocA")
 
 
 def _percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.1f}"
 
 
-def _row(name: str, clear: ClearMotScores, identity: IdentityScores | None, width: int) -> str:
+def _row(name: str, clear: ClearMotScores, identity: IdentityScores | None, hota: HotaScores, width: int) -> str:
     ids = ("", "", "") if identity is None else (identity.idf1, identity.idp, identity.idr)
     values = [*(v if isinstance(v, str) else _percent(v) for v in ids), _percent(clear.mota), _percent(clear.motp),
               _percent(clear.recall), _percent(clear.precision), *(str(v) for v in (
                   clear.gt_tracks, clear.mostly_tracked, clear.partially_tracked, clear.mostly_lost,
-                  clear.false_positives, clear.misses, clear.id_switches, clear.fragmentations))]
+                  clear.false_positives, clear.misses, clear.id_switches, clear.fragmentations)),
+              *(_percent(v) for v in (hota.hota, hota.deta, hota.assa, hota.loca))]
     return f"{name:<{width}}" + "".join(f"{value:>7}" for value in values)
 
 
@@ -344,10 +359,14 @@ def format_mtmc_table(scores: MtmcScores) -> str:
     """Per camera: identity measures and CLEAR MOT (percentages, counts); then all cameras; then the MTMC line."""
     width = max([len("camera"), len("all cameras"), *(len(c.camera) for c in scores.cameras)]) + 2
     lines = [f"{'camera':<{width}}" + "".join(f"{name:>7}" for name in _COLUMNS)]
-    lines += [_row(c.camera, c.clear, c.identity, width) for c in scores.cameras]
-    lines.append(_row("all cameras", scores.overall, None, width))
+    lines += [_row(c.camera, c.clear, c.identity, c.hota, width) for c in scores.cameras]
+    lines.append(_row("all cameras", scores.overall, None, scores.overall_hota, width))
     joint = scores.mtmc
     lines.append(f"MTMC (identities across {len(scores.cameras)} camera(s), IoU >= {scores.iou_threshold:g}): "
                  f"IDF1 {_percent(joint.idf1)}  IDP {_percent(joint.idp)}  IDR {_percent(joint.idr)}  "
                  f"(IDTP {joint.idtp}, IDFP {joint.idfp}, IDFN {joint.idfn})")
+    h = scores.mtmc_hota
+    lines.append(f"MTMC HOTA (global ids, alpha 0.05-0.95): HOTA {_percent(h.hota)}  DetA {_percent(h.deta)}  "
+                 f"AssA {_percent(h.assa)}  DetRe {_percent(h.detre)}  DetPr {_percent(h.detpr)}  "
+                 f"AssRe {_percent(h.assre)}  AssPr {_percent(h.asspr)}  LocA {_percent(h.loca)}")
     return "\n".join(lines)

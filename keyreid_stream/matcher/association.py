@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 Assignment = Literal["hungarian", "mutual_best", "greedy"]
 Linkage = Literal["max", "mean"]
+ThresholdRule = Literal["fixed", "midpoint"]
 MAX_CANDIDATES = 3  # Decision.candidates: the best feasible identities, best first
 MAX_REJECTED = 8  # Decision.rejected: the best-scoring identities excluded by a constraint
 _FORBIDDEN = 1e6  # Hungarian cost of a forbidden pair (never chosen: every row may stay unassigned at cost 0)
@@ -49,6 +50,9 @@ class AssociationParams:
     """The association and re-clustering parameters (see :func:`associate` and
     :func:`~keyreid_stream.matcher.recluster.recluster`).
 
+    ``threshold_rule``: "fixed" uses the thresholds as given; "midpoint" sets them from the tracklets the decision
+    sees (:func:`~keyreid_stream.matcher.calibration.calibrate`, called by whoever runs the association).
+
     Invariants: ``window_s > 0``, ``0 < threshold <= 1``, ``0 < merge_threshold <= 1`` and
     ``-1 <= split_threshold < min(threshold, merge_threshold)`` (so a unit split off is never merged back).
     """
@@ -60,6 +64,7 @@ class AssociationParams:
     same_camera: bool = False
     merge_threshold: float = 0.7
     split_threshold: float = 0.35
+    threshold_rule: ThresholdRule = "fixed"
 
     def __post_init__(self) -> None:
         owner = "AssociationParams"
@@ -74,7 +79,8 @@ class AssociationParams:
             raise ValueError(f"{owner}.split_threshold: expected -1 <= split_threshold < min(threshold, "
                              f"merge_threshold) = {min(self.threshold, self.merge_threshold)}, "
                              f"got {self.split_threshold}")
-        for name, allowed in (("assignment", get_args(Assignment)), ("linkage", get_args(Linkage))):
+        for name, allowed in (("assignment", get_args(Assignment)), ("linkage", get_args(Linkage)),
+                              ("threshold_rule", get_args(ThresholdRule))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{owner}.{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not isinstance(self.same_camera, bool):

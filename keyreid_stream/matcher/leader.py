@@ -21,6 +21,7 @@ from collections import ChainMap
 from dataclasses import dataclass, replace
 
 from keyreid_stream.matcher.association import AssociationParams, associate
+from keyreid_stream.matcher.calibration import calibrate
 from keyreid_stream.matcher.lease import Lease
 from keyreid_stream.matcher.recluster import recluster
 from keyreid_stream.matcher.records import StoredTracklet
@@ -45,6 +46,9 @@ class AssociationStats:
     last_decision_s: float = 0.0  # wall time of the last committed batch
 
 
+REESTIMATE_AFTER = 32  # threshold_rule: tracklets between two estimates (each compares up to 1,500 of them)
+
+
 class Associator:
     """One matcher's share of association: active only while it holds the lease."""
 
@@ -63,6 +67,7 @@ class Associator:
         self._last_recluster = time.monotonic()
         self._last_retention = 0.0
         self._epoch = store.epoch
+        self._tuned, self._since_tuned = params, REESTIMATE_AFTER  # the threshold rule's latest estimate
 
     @property
     def leading(self) -> bool:
@@ -107,7 +112,8 @@ class Associator:
         decisions = []
         if new:
             known = self._window(min(t.start_time for t in new) - self.params.window_s)
-            decisions = associate(new, known, self.params, self.topology, self.store.allocate_identity)
+            params = self._thresholds([*known, *new], len(new))
+            decisions = associate(new, known, params, self.topology, self.store.allocate_identity)
         lookup = ChainMap({t.tracklet_id: t for t in new}, self._cache)
         self.store.commit_decisions(decisions, lookup, entries[-1][0], self.lease.token)
         self._remember(new, decisions)
@@ -124,6 +130,16 @@ class Associator:
             setattr(self.stats, kind, getattr(self.stats, kind) + 1)
         self.stats.last_decision_s = time.time()
         self._prune()
+
+    def _thresholds(self, tracklets: list[StoredTracklet], arrived: int) -> AssociationParams:
+        """The thresholds to decide with: the configured ones, or those ``params.threshold_rule`` sets on
+        ``tracklets``, estimated again once :data:`REESTIMATE_AFTER` tracklets arrived since the last estimate."""
+        if self.params.threshold_rule == "fixed":
+            return self.params
+        self._since_tuned += arrived
+        if self._since_tuned >= REESTIMATE_AFTER:
+            self._tuned, self._since_tuned = calibrate(tracklets, self.params, topology=self.topology), 0
+        return self._tuned
 
     def _window(self, since: float) -> list[StoredTracklet]:
         """Decided tracklets ending at or after ``since`` (loading what the cache does not cover yet)."""
@@ -149,7 +165,7 @@ class Associator:
             return
         self._last_recluster = time.monotonic()
         recent = [t for t in self._cache.values() if t.end_time >= self._latest_end - self.recluster_horizon_s]
-        changes = recluster(recent, self.params, self.topology, self.store.allocate_identity)
+        changes = recluster(recent, self._thresholds(recent, 0), self.topology, self.store.allocate_identity)
         if not changes:
             return
         self.store.commit_changes(changes, self._cache, self.lease.token)

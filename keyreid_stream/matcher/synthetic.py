@@ -22,6 +22,7 @@ import numpy as np
 
 from keyreid_stream.contracts import TrackletMessage
 from keyreid_stream.matcher.association import AssociationParams, associate
+from keyreid_stream.matcher.calibration import calibrate
 from keyreid_stream.matcher.recluster import apply_changes, recluster
 from keyreid_stream.matcher.records import StoredTracklet, descriptor_space, normalize
 from keyreid_stream.matcher.topology import Topology
@@ -181,7 +182,8 @@ def stored_tracklet(message: TrackletMessage, identity: str | None = None) -> St
 def replay_scene(scene: SyntheticScene, params: AssociationParams, *, batch_size: int = 8,
                  use_topology: bool = True, recluster_at_end: bool = True) -> dict[str, str]:
     """Associate the scene's tracklets in publication order, ``batch_size`` at a time (known = everything decided
-    before), then optionally re-cluster once; returns tracklet id -> identity ("id1", "id2", ...)."""
+    before; the thresholds as ``params.threshold_rule`` sets them on what each step sees), then optionally
+    re-cluster once; returns tracklet id -> identity ("id1", "id2", ...)."""
     counter = count(1)
 
     def new_identity() -> str:
@@ -191,11 +193,13 @@ def replay_scene(scene: SyntheticScene, params: AssociationParams, *, batch_size
     known: list[StoredTracklet] = []
     for low in range(0, len(scene.tracklets), batch_size):
         batch = [stored_tracklet(t.message) for t in scene.tracklets[low:low + batch_size]]
-        decisions = associate(batch, known, params, topology, new_identity)
+        decided = calibrate([*known, *batch], params, topology=topology)
+        decisions = associate(batch, known, decided, topology, new_identity)
         known += [dataclasses.replace(t, identity=d.identity) for t, d in zip(batch, decisions)]
     identities = {t.tracklet_id: t.identity for t in known}
     if recluster_at_end:
-        identities = apply_changes(identities, recluster(known, params, topology, new_identity))
+        decided = calibrate(known, params, topology=topology)
+        identities = apply_changes(identities, recluster(known, decided, topology, new_identity))
     return identities  # type: ignore[return-value]
 
 

@@ -44,7 +44,8 @@ def test_prints_the_table_and_writes_json(capsys, folders: tuple[Path, Path], tm
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["camera", "IDF1"]
     assert lines[1].split()[:2] == ["cam1", "100.0"] and lines[2].split()[:2] == ["cam2", "100.0"]
-    assert "MTMC" in lines[-1] and "IDF1 60.0" in lines[-1]  # ids 5 and 6 are one person: IDTP 6 of 10
+    assert "MTMC" in lines[-2] and "IDF1 60.0" in lines[-2]  # ids 5 and 6 are one person: IDTP 6 of 10
+    assert "MTMC HOTA" in lines[-1] and "AssA 52.0" in lines[-1]  # (6 x 6/10 + 4 x 4/10) / 10
     data = json.loads(report.read_text())
     assert [c["camera"] for c in data["cameras"]] == ["cam1", "cam2"]
     assert data["mtmc"] == {"idf1": pytest.approx(0.6), "idp": pytest.approx(0.6), "idr": pytest.approx(0.6),
