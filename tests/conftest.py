@@ -6,6 +6,7 @@ skipped when no CUDA device is present.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,24 @@ os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: no network probes in 
 from keyreid_stream.redis_server import RedisServer  # noqa: E402
 
 RECV_TIMEOUT_MS = 5000
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A test that runs a command (``main([...])`` calls ``setup_logging``) replaces the root logger's handlers with
+    one on the stream pytest captured for that test, which is closed afterwards: every later log record would then
+    fail to print. Each test gets the root logger back as it found it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(False)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
