@@ -27,7 +27,8 @@ import zmq
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
 from keyreid_stream.matcher.images import ImageError, check_image
-from keyreid_stream.matcher.store import DUPLICATE, STORED, TrackletStore
+from keyreid_stream.matcher.state.schema import IngestStatus
+from keyreid_stream.matcher.store import TrackletStore
 
 __all__ = ["Ingestor", "IngestStats", "Outage", "bind_router"]
 
@@ -149,8 +150,8 @@ class Ingestor:
         if statuses is None:
             return  # stopping while Redis is down: nothing acknowledged, the workers keep their copies
         for (identity, message), status in zip(accepted, statuses):
-            self._ack(identity, message.message_id, wire.ACK_OK if status in (STORED, DUPLICATE) else status)
-            if status not in (STORED, DUPLICATE):
+            self._ack(identity, message.message_id, wire.ACK_OK if status.accepted else status)
+            if not status.accepted:
                 self._reject(status, f"tracklet {message.message_id} from camera {message.camera_id}", rejected,
                              count=False)
         self.stats.batches += 1
@@ -181,7 +182,7 @@ class Ingestor:
             self._ack(frames[0], message_id, code)
 
     def _store(self, messages: list[TrackletMessage], heartbeats: list[Heartbeat], rejected: Counter,
-               stop: threading.Event) -> list[str] | None:
+               stop: threading.Event) -> list[IngestStatus] | None:
         """Store the batch's tracklets in order; their statuses (None when stopped while Redis is down)."""
         counts = {"received": len(messages) + sum(rejected.values())}
         counts.update({f"rejected:{code}": n for code, n in rejected.items()})
@@ -197,9 +198,9 @@ class Ingestor:
                 self.stats.redis_retries += 1
                 if stop.wait(self.outage.failed(exc)):
                     return None
-        stored = sum(status == STORED for status in statuses)
+        stored = sum(status is IngestStatus.STORED for status in statuses)
         self.stats.stored += stored
-        self.stats.duplicates += sum(status == DUPLICATE for status in statuses)
+        self.stats.duplicates += sum(status is IngestStatus.DUPLICATE for status in statuses)
         self.stats.heartbeats += len(heartbeats)
         if stored and self._on_stored is not None:
             self._on_stored(stored)

@@ -22,6 +22,7 @@ import uuid
 import redis
 
 from keyreid_stream.matcher.keys import Keys
+from keyreid_stream.matcher.state.schema import text
 
 __all__ = ["Lease"]
 
@@ -71,8 +72,7 @@ class Lease:
         self.held = False
 
     def owner(self) -> str | None:
-        value = self.client.get(self.key)
-        return value.decode() if isinstance(value, bytes) else value
+        return text(self.client.get(self.key))
 
     def release(self) -> None:
         if self.held:

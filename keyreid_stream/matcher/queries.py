@@ -51,6 +51,7 @@ from keyreid_stream.matcher.images import ImageError, decode_image
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.records import IDENTITY_ID_PATTERN, normalize
+from keyreid_stream.matcher.state.schema import VIEW_FIELDS, Field, decode_descriptor, decode_row, text
 from keyreid_stream.matcher.summaries import count_identities, recent_identities
 
 __all__ = ["IDENTITY_ID_PATTERN", "MAX_OFFSET", "SPACE_PATTERN", "MatcherQueries", "merge_visits"]
@@ -67,15 +68,9 @@ _TRACKLET_RE = re.compile(MESSAGE_ID_PATTERN)  # a tracklet's id is the id of th
 _IDENTITY_RE = re.compile(IDENTITY_ID_PATTERN)
 _CAMERA_RE = re.compile(CAMERA_ID_PATTERN)
 _SPACE_RE = re.compile(SPACE_PATTERN)
-_FIELDS = ("camera", "track", "start", "end", "frames", "model", "version", "space", "dim", "ingested", "thumb",
-           "identity", "decision", "link_to", "link_score", "link_kind")
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _float(value: bytes | str | None) -> float | None:
@@ -129,7 +124,7 @@ def _rescored(neighbours: Sequence[tuple[str, float]], replies: Sequence[Sequenc
     for (tracklet_id, score), reply in zip(neighbours, replies):
         raw = reply[2]
         if raw is not None and len(raw) == 4 * query.size:
-            score = float(normalize(np.frombuffer(raw, dtype="<f4")) @ query)
+            score = float(decode_descriptor(raw) @ query)
         scored.append(((tracklet_id, score), reply))
     scored.sort(key=lambda pair: -pair[0][1])
     return [pair[0] for pair in scored], [pair[1] for pair in scored]
@@ -242,24 +237,24 @@ class MatcherQueries:
         pipe.get(keys.cursor)
         pipe.get(keys.lease)
         counters, tracklets, identities, last, first, cursor, lease = pipe.execute()
-        counts = {_text(name): int(value) for name, value in counters.items()}
-        last_id = _text(last[0][0]) if last else None
-        cursor_id = _text(cursor)
+        counts = {text(name): int(value) for name, value in counters.items()}
+        last_id = text(last[0][0]) if last else None
+        cursor_id = text(cursor)
         lag = None
         if last_id is not None:
-            decided = cursor_id if cursor_id is not None else _text(first[0][0])
+            decided = cursor_id if cursor_id is not None else text(first[0][0])
             lag = max(0, int(last_id.split("-")[0]) - int(decided.split("-")[0])) / 1000.0
         return Stats(
             received=counts.get("received", 0), stored=counts.get("stored", 0),
             duplicates=counts.get("duplicates", 0),
             rejected={name.partition(":")[2]: value for name, value in counts.items() if name.startswith("rejected:")},
             tracklets=int(tracklets), identities=int(identities), spaces=dict(self.index.spaces()),
-            stream_last_id=last_id, assoc_cursor=cursor_id, association_lag_s=lag, lease_owner=_text(lease),
+            stream_last_id=last_id, assoc_cursor=cursor_id, association_lag_s=lag, lease_owner=text(lease),
             service=self._service([]), thresholds=self.thresholds)
 
     def cameras(self) -> list[CameraView]:
         heartbeats = self.client.hgetall(self.keys.cameras)
-        cameras = sorted(_text(camera) for camera in heartbeats)[: self.max_results]
+        cameras = sorted(text(camera) for camera in heartbeats)[: self.max_results]
         pipe = self.client.pipeline(transaction=False)
         for camera in cameras:
             pipe.zcard(self.keys.camera_tracklets(camera))
@@ -290,7 +285,7 @@ class MatcherQueries:
             pipe.hgetall(self.keys.identity(current))
             pipe.exists(self.keys.members(current))
             raw, has_members = pipe.execute()
-            record = {_text(k): _text(v) for k, v in raw.items()}
+            record = {text(k): text(v) for k, v in raw.items()}
             if not record and not has_members:
                 raise NotFound(f"identity {gid} not found" if current == gid
                                else f"identity {gid} was merged into {current}, which no longer exists")
@@ -310,7 +305,7 @@ class MatcherQueries:
         pipe.zrevrange(keys.members(live), 0, self.max_results - 1)
         pipe.lrange(keys.identity_log(live), -LOG_ENTRIES, -1)
         count, member_ids, log = pipe.execute()
-        rows = self._rows([_text(t) for t in reversed(member_ids)])
+        rows = self._rows([text(t) for t in reversed(member_ids)])
         tracklets = sorted((self._summary(tid, row) for tid, row in rows.items()), key=lambda t: t.start_time)
         visits = merge_visits([(t.camera_id, t.start_time, t.end_time) for t in tracklets])
         return IdentityView(
@@ -360,11 +355,12 @@ class MatcherQueries:
         """The stored fields of the tracklets among ``ids`` (missing ones left out), keyed by id, in order."""
         pipe = self.client.pipeline(transaction=False)
         for tracklet_id in ids:
-            pipe.hmget(self.keys.tracklet(tracklet_id), _FIELDS)
+            pipe.hmget(self.keys.tracklet(tracklet_id), VIEW_FIELDS)
         rows: dict[str, dict[str, str | None]] = {}
         for tracklet_id, values in zip(ids, pipe.execute() if ids else []):
-            if values[0] is not None:
-                rows[tracklet_id] = {name: _text(value) for name, value in zip(_FIELDS, values)}
+            row = decode_row(VIEW_FIELDS, values)
+            if row is not None:
+                rows[tracklet_id] = row
         return rows
 
     @staticmethod
@@ -384,7 +380,7 @@ class MatcherQueries:
             raise NotFound(f"tracklet {tracklet_id} not found")
         link = None
         if row["link_to"]:
-            linked_camera = _text(self.client.hget(self.keys.tracklet(row["link_to"]), "camera"))
+            linked_camera = text(self.client.hget(self.keys.tracklet(row["link_to"]), Field.CAMERA))
             link = LinkInfo(row["link_to"], linked_camera, float(row["link_score"] or 0), str(row["link_kind"]))
         summary = self._summary(tracklet_id, row)
         return TrackletView(
@@ -414,14 +410,14 @@ class MatcherQueries:
         _check_id(_CAMERA_RE, camera, "camera")
         limit = self._limit(min(1000, self.max_results) if limit is None else limit)
         low, high = _check_range(start, end, ("start", "end"))
-        ids = [_text(i) for i in self.client.zrangebyscore(self.keys.camera_links(camera), low, high, start=0,
+        ids = [text(i) for i in self.client.zrangebyscore(self.keys.camera_links(camera), low, high, start=0,
                                                             num=limit)]
         rows = self._rows(ids)
         linked = [row["link_to"] for row in rows.values() if row["link_to"]]
         pipe = self.client.pipeline(transaction=False)
         for tracklet_id in linked:
-            pipe.hget(self.keys.tracklet(tracklet_id), "camera")
-        cameras = dict(zip(linked, (_text(c) for c in (pipe.execute() if linked else []))))
+            pipe.hget(self.keys.tracklet(tracklet_id), Field.CAMERA)
+        cameras = dict(zip(linked, (text(c) for c in (pipe.execute() if linked else []))))
         return [LinkView(tracklet_id=tid, camera_id=str(row["camera"]), end_time=float(row["end"] or 0),
                          identity=row["identity"] or None, linked_tracklet=row["link_to"],
                          linked_camera=cameras.get(row["link_to"]), score=float(row["link_score"] or 0),
@@ -475,13 +471,13 @@ class MatcherQueries:
         ``exclude_self`` leaves the tracklet out of the neighbours."""
         _check_id(_TRACKLET_RE, tracklet_id, "tracklet")
         k = self._limit(k, "k")
-        space, raw = self.client.hmget(self.keys.tracklet(tracklet_id), ("space", "desc"))
+        space, raw = self.client.hmget(self.keys.tracklet(tracklet_id), (Field.SPACE, Field.DESC))
         if space is None:
             raise NotFound(f"tracklet {tracklet_id} not found")
         if not raw or len(raw) % 4:
             raise NotFound(f"tracklet {tracklet_id} has no readable descriptor")
-        query = normalize(np.frombuffer(raw, dtype="<f4"))[None, :]
-        neighbours = self.index.search(_text(space), query, (k + int(exclude_self)) * self.oversample)[0]
+        query = decode_descriptor(raw)[None, :]
+        neighbours = self.index.search(text(space), query, (k + int(exclude_self)) * self.oversample)[0]
         if exclude_self:
             neighbours = [pair for pair in neighbours if pair[0] != tracklet_id]
         return self._group(neighbours, k, query[0])
@@ -493,7 +489,7 @@ class MatcherQueries:
         their full stored descriptors, so every score is the cosine of the full descriptors.
         """
         rescore = getattr(self.index, "max_dim", None) is not None
-        fields = ("camera", "identity", "desc") if rescore else ("camera", "identity")
+        fields = (Field.CAMERA, Field.IDENTITY, Field.DESC) if rescore else (Field.CAMERA, Field.IDENTITY)
         pipe = self.client.pipeline(transaction=False)
         for tracklet_id, _ in neighbours:
             pipe.hmget(self.keys.tracklet(tracklet_id), fields)
@@ -508,10 +504,10 @@ class MatcherQueries:
                 continue
             if gid is None or not gid:
                 continue  # stored, not yet associated
-            gid = _text(gid)
+            gid = text(gid)
             hit = best.get(gid)
             if hit is None:
-                best[gid] = SearchHit(gid, float(score), tracklet_id, _text(camera), 1)
+                best[gid] = SearchHit(gid, float(score), tracklet_id, text(camera), 1)
             else:  # neighbours come best first: only the count changes
                 best[gid] = SearchHit(gid, hit.score, hit.best_tracklet, hit.best_camera, hit.tracklets_hit + 1)
         if deleted:

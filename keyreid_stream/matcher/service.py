@@ -28,6 +28,7 @@ from keyreid_stream.matcher.ingest import Ingestor, IngestStats, Outage, bind_ro
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.leader import AssociationStats, Associator
 from keyreid_stream.matcher.lease import Lease
+from keyreid_stream.matcher.state.schema import STREAM_ID, text
 from keyreid_stream.matcher.store import TrackletStore, load_tracklets
 from keyreid_stream.matcher.topology import load_topology
 
@@ -104,12 +105,12 @@ class IndexSync:
         start = time.monotonic()
         added, offset = 0, 0
         while True:
-            ids = [i.decode() for i in self.client.zrange(self.keys.by_ingest, offset, offset + SYNC_CHUNK - 1)]
+            ids = [str(text(i)) for i in self.client.zrange(self.keys.by_ingest, offset, offset + SYNC_CHUNK - 1)]
             if not ids:
                 break
             added += self._add(ids)
             offset += len(ids)
-        self.after = store_after[0][0].decode() if store_after else "0-0"
+        self.after = str(text(store_after[0][0])) if store_after else "0-0"
         self.ready = True
         logger.info("vector index: %d tracklets loaded from Redis in %.1f s", added, time.monotonic() - start)
         return added
@@ -120,8 +121,8 @@ class IndexSync:
         if not reply:
             return 0
         entries = reply[0][1]
-        self.after = entries[-1][0].decode()
-        return self._add([fields[b"id"].decode() for _, fields in entries])
+        self.after = str(text(entries[-1][0]))
+        return self._add([str(text(fields[STREAM_ID.encode()])) for _, fields in entries])
 
     def _add(self, ids: list[str]) -> int:
         by_space: dict[str, list] = defaultdict(list)

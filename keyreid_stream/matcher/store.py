@@ -33,68 +33,69 @@ import redis
 
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
 from keyreid_stream.matcher.keys import LAYOUT_VERSION, Keys
-from keyreid_stream.matcher.records import (
-    Change,
-    Decision,
-    StoredTracklet,
-    descriptor_space,
-    identity_id,
-    next_epoch,
-    normalize,
+from keyreid_stream.matcher.records import Change, Decision, StoredTracklet, identity_id, next_epoch
+from keyreid_stream.matcher.state.schema import (
+    CONTENT_FIELDS,
+    INGEST_ARGS,
+    INGEST_KEYS,
+    STORED_FIELDS,
+    STREAM_ID,
+    Field,
+    IngestStatus,
+    decode_tracklet,
+    encode_tracklet,
+    ingest_locals,
+    text,
 )
 
-__all__ = ["DUPLICATE", "ID_CONFLICT", "LeaseLost", "STORED", "StoreError", "StoreReset", "TrackletStore",
-           "load_tracklets"]
+__all__ = ["LeaseLost", "StoreError", "StoreReset", "TrackletStore", "load_tracklets"]
 
 logger = logging.getLogger(__name__)
 
-STORED, DUPLICATE, WRONG_DIM, ID_CONFLICT = "stored", "duplicate", "descriptor_dim", "id_conflict"
 LOG_LENGTH = 200
 IDENTITY_BLOCK = 64
-_FIELDS = ("camera", "track", "start", "end", "frames", "space", "desc", "identity", "ingested")
 
-# One call stores a batch: for message i, KEYS[9i+1 .. 9i+9] are its tracklet, thumbnail, by_end, by_ingest, camera
-# tracklets, stream, model dim, stats and cameras keys, ARGV[13i+1 .. 13i+13] its id, camera, track, start, end,
-# frames, model, version, space, dim, descriptor, ingested time and thumbnail. Returns one status per message.
-# Messages are taken in order, so the first copy of an id wins, within a batch as across batches: a later copy with
-# the same content (camera, track, times, frames, model, version, descriptor) is a duplicate, one with other content
-# an id_conflict (rejected, the stored copy unchanged).
-_INGEST_SCRIPT = """
-local statuses = {}
-for i = 0, #KEYS / 9 - 1 do
-  local k, a = i * 9, i * 13
-  local status = 'stored'
-  local dim = redis.call('GET', KEYS[k + 7])
-  local old = redis.call('HMGET', KEYS[k + 1], 'camera', 'track', 'start', 'end', 'frames', 'model', 'version', 'desc')
+# One call stores a batch: message i's keys are KEYS[k+1 ..], its values ARGV[a+1 ..] (k, a: i times the number of
+# each), named by schema.INGEST_KEYS / INGEST_ARGS (the ``local`` lines are generated from them). Returns one
+# IngestStatus per message. Messages are taken in order, so the first copy of an id wins, within a batch as across
+# batches: a later copy with the same content (schema.CONTENT_FIELDS) is a duplicate, one with other content an
+# id_conflict (rejected, the stored copy unchanged).
+_CONTENT = ", ".join(f"'{name}'" for name in CONTENT_FIELDS)
+_SAME = " and ".join(f"old[{n}] == arg_{name}" for n, name in enumerate(CONTENT_FIELDS, 1))
+_INGEST_SCRIPT = f"""
+local statuses = {{}}
+for i = 0, #KEYS / {len(INGEST_KEYS)} - 1 do
+  local k, a = i * {len(INGEST_KEYS)}, i * {len(INGEST_ARGS)}
+  {ingest_locals().replace(chr(10), chr(10) + "  ")}
+  local status = '{IngestStatus.STORED}'
+  local dim = redis.call('GET', key_model_dim)
+  local old = redis.call('HMGET', key_tracklet, {_CONTENT})
   if old[1] then
-    local same = true
-    for j = 1, 7 do same = same and old[j] == ARGV[a + 1 + j] end
-    if same and old[8] == ARGV[a + 11] then
-      redis.call('HINCRBY', KEYS[k + 8], 'duplicates', 1)
-      status = 'duplicate'
+    if {_SAME} then
+      redis.call('HINCRBY', key_stats, 'duplicates', 1)
+      status = '{IngestStatus.DUPLICATE}'
     else
-      redis.call('HINCRBY', KEYS[k + 8], 'rejected:id_conflict', 1)
-      status = 'id_conflict'
+      redis.call('HINCRBY', key_stats, 'rejected:{IngestStatus.ID_CONFLICT}', 1)
+      status = '{IngestStatus.ID_CONFLICT}'
     end
-  elseif dim and dim ~= ARGV[a + 10] then
-    redis.call('HINCRBY', KEYS[k + 8], 'rejected:descriptor_dim', 1)
-    status = 'descriptor_dim'
+  elseif dim and dim ~= arg_dim then
+    redis.call('HINCRBY', key_stats, 'rejected:{IngestStatus.WRONG_DIM}', 1)
+    status = '{IngestStatus.WRONG_DIM}'
   else
-    if not dim then redis.call('SET', KEYS[k + 7], ARGV[a + 10]) end
+    if not dim then redis.call('SET', key_model_dim, arg_dim) end
     local thumb = '0'
-    if ARGV[a + 13] ~= '' then
-      redis.call('SET', KEYS[k + 2], ARGV[a + 13])
+    if arg_thumbnail ~= '' then
+      redis.call('SET', key_thumbnail, arg_thumbnail)
       thumb = '1'
     end
-    redis.call('HSET', KEYS[k + 1], 'camera', ARGV[a + 2], 'track', ARGV[a + 3], 'start', ARGV[a + 4],
-      'end', ARGV[a + 5], 'frames', ARGV[a + 6], 'model', ARGV[a + 7], 'version', ARGV[a + 8],
-      'space', ARGV[a + 9], 'dim', ARGV[a + 10], 'desc', ARGV[a + 11], 'ingested', ARGV[a + 12], 'thumb', thumb)
-    redis.call('ZADD', KEYS[k + 3], ARGV[a + 5], ARGV[a + 1])
-    redis.call('ZADD', KEYS[k + 4], ARGV[a + 12], ARGV[a + 1])
-    redis.call('ZADD', KEYS[k + 5], ARGV[a + 5], ARGV[a + 1])
-    redis.call('HSETNX', KEYS[k + 9], ARGV[a + 2], '{}')
-    redis.call('XADD', KEYS[k + 6], '*', 'id', ARGV[a + 1])
-    redis.call('HINCRBY', KEYS[k + 8], 'stored', 1)
+    redis.call('HSET', key_tracklet, {", ".join(f"'{name}', arg_{name}" for name in INGEST_ARGS[1:-1])},
+      '{Field.THUMB}', thumb)
+    redis.call('ZADD', key_by_end, arg_end, arg_id)
+    redis.call('ZADD', key_by_ingest, arg_ingested, arg_id)
+    redis.call('ZADD', key_camera_tracklets, arg_end, arg_id)
+    redis.call('HSETNX', key_cameras, arg_camera, '{{}}')
+    redis.call('XADD', key_stream, '*', '{STREAM_ID}', arg_id)
+    redis.call('HINCRBY', key_stats, '{IngestStatus.STORED}', 1)
   end
   statuses[i + 1] = status
 end
@@ -140,22 +141,6 @@ class LeaseLost(RuntimeError):
     """The association lease is held by another matcher: nothing was written."""
 
 
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _tracklet(tracklet_id: str, values: Sequence[bytes | None]) -> StoredTracklet | None:
-    if values[0] is None:
-        return None
-    camera, track, start, end, frames, space, desc, identity, ingested = values
-    return StoredTracklet(
-        tracklet_id=tracklet_id, camera_id=_text(camera), track_id=int(track), start_time=float(start),
-        end_time=float(end), num_frames=int(frames), space=_text(space),
-        descriptor=normalize(np.frombuffer(desc, dtype="<f4")), identity=_text(identity) or None,
-        ingested_at=float(ingested),
-    )
-
-
 def _stream_position(entry_id: str) -> tuple[int, int]:
     milliseconds, _, sequence = entry_id.partition("-")
     return int(milliseconds), int(sequence or 0)
@@ -168,9 +153,9 @@ def load_tracklets(client: redis.Redis, keys: Keys, ids: Sequence[str], chunk: i
         part = ids[offset: offset + chunk]
         pipe = client.pipeline(transaction=False)
         for tracklet_id in part:
-            pipe.hmget(keys.tracklet(tracklet_id), _FIELDS)
+            pipe.hmget(keys.tracklet(tracklet_id), STORED_FIELDS)
         for tracklet_id, values in zip(part, pipe.execute()):
-            record = _tracklet(tracklet_id, values)
+            record = decode_tracklet(tracklet_id, values)
             if record is not None:
                 found.append(record)
     return found
@@ -202,7 +187,7 @@ class TrackletStore:
         return epoch
 
     def _mark_epoch(self, replace: str) -> tuple[str, str, bool]:
-        reply = [_text(value) for value in self._epoch_script(
+        reply = [text(value) for value in self._epoch_script(
             keys=[self.keys.meta], args=[LAYOUT_VERSION, replace, next_epoch(time.time(), self.epoch)])]
         if reply[0] == "layout":
             raise StoreError(f"redis prefix {self.keys.prefix!r} holds matcher data layout {reply[1]}, this matcher "
@@ -230,13 +215,13 @@ class TrackletStore:
         layout, epoch = meta
         if layout is None or epoch is None:
             return "its layout and epoch marker is gone"
-        if _text(epoch) != self.epoch:
-            return f"its store epoch changed from {self.epoch} to {_text(epoch)} (set by another matcher)"
+        if text(epoch) != self.epoch:
+            return f"its store epoch changed from {self.epoch} to {text(epoch)} (set by another matcher)"
         if int(counter or 0) < floor:
             return f"its identity counter went back from {floor} to {int(counter or 0)}"
         with self._identity_lock:
             self._counter_floor = max(self._counter_floor, int(counter or 0))
-        last = "0-0" if isinstance(stream, Exception) else _text(stream.get("last-generated-id")) or "0-0"
+        last = "0-0" if isinstance(stream, Exception) else text(stream.get("last-generated-id")) or "0-0"
         if _stream_position(last) < _stream_position(stream_after):
             return f"its tracklet stream went back from {stream_after} to {last}"
         return None
@@ -250,20 +235,19 @@ class TrackletStore:
 
     # ---------------------------------------------------------------------------------- ingest
 
-    def ingest(self, messages: Sequence[TrackletMessage], now: float | None = None) -> list[str]:
-        """Store a batch in order; per message "stored", "duplicate" or a rejection code ("descriptor_dim",
-        "id_conflict").
+    def ingest(self, messages: Sequence[TrackletMessage], now: float | None = None) -> list[IngestStatus]:
+        """Store a batch in order; per message its :class:`IngestStatus`.
 
         One script call (one round trip, atomic) for the batch. Raises redis errors (nothing is then stored).
         """
         now = time.time() if now is None else now
-        statuses: list[str | None] = [None] * len(messages)
+        statuses: list[IngestStatus | None] = [None] * len(messages)
         keys: list[str] = []
         args: list[object] = []
         queued: list[int] = []
         for position, message in enumerate(messages):
             if self.expected_dim is not None and int(message.descriptor.shape[0]) != self.expected_dim:
-                statuses[position] = WRONG_DIM
+                statuses[position] = IngestStatus.WRONG_DIM
                 continue
             keys += self._ingest_keys(message)
             args += self._ingest_args(message, now)
@@ -272,25 +256,24 @@ class TrackletStore:
         if queued:
             self._ingest_script(keys=keys, args=args, client=pipe)
         if len(queued) < len(messages):
-            pipe.hincrby(self.keys.stats, f"rejected:{WRONG_DIM}", len(messages) - len(queued))
+            pipe.hincrby(self.keys.stats, f"rejected:{IngestStatus.WRONG_DIM}", len(messages) - len(queued))
         results = pipe.execute() if len(pipe) else []
         for position, result in zip(queued, results[0] if queued else []):
-            statuses[position] = _text(result)
-        return [status or WRONG_DIM for status in statuses]
+            statuses[position] = IngestStatus(text(result))
+        return [status or IngestStatus.WRONG_DIM for status in statuses]
 
     def _ingest_keys(self, message: TrackletMessage) -> list[str]:
         keys = self.keys
-        return [keys.tracklet(message.message_id), keys.thumbnail(message.message_id), keys.by_end, keys.by_ingest,
-                keys.camera_tracklets(message.camera_id), keys.stream,
-                keys.model_dim(message.model_name, message.model_version), keys.stats, keys.cameras]
+        named = {"tracklet": keys.tracklet(message.message_id), "thumbnail": keys.thumbnail(message.message_id),
+                 "by_end": keys.by_end, "by_ingest": keys.by_ingest,
+                 "camera_tracklets": keys.camera_tracklets(message.camera_id), "stream": keys.stream,
+                 "model_dim": keys.model_dim(message.model_name, message.model_version), "stats": keys.stats,
+                 "cameras": keys.cameras}
+        return [named[name] for name in INGEST_KEYS]
 
     def _ingest_args(self, message: TrackletMessage, now: float) -> list[object]:
-        dim = int(message.descriptor.shape[0])
         thumbnail = message.thumbnail_jpeg if (self.store_thumbnails and message.thumbnail_jpeg) else b""
-        return [message.message_id, message.camera_id, message.track_id, repr(message.start_time),
-                repr(message.end_time), message.num_frames, message.model_name, message.model_version,
-                descriptor_space(message.model_name, message.model_version, dim), dim,
-                message.descriptor.astype("<f4").tobytes(), repr(now), thumbnail]
+        return encode_tracklet(message, now, thumbnail)
 
     def record_heartbeat(self, heartbeat: Heartbeat, now: float | None = None) -> None:
         record = {"timestamp": heartbeat.timestamp, "sequence": heartbeat.sequence,
@@ -311,14 +294,14 @@ class TrackletStore:
     def read_stream(self, after: str, count: int) -> list[tuple[str, str]]:
         """Up to ``count`` (entry id, tracklet id) stored after stream entry ``after`` ("0-0" = from the start)."""
         entries = self.client.xrange(self.keys.stream, min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(_text(entry_id), _text(fields[b"id"])) for entry_id, fields in entries]
+        return [(text(entry_id), text(fields[STREAM_ID.encode()])) for entry_id, fields in entries]
 
     def last_stream_id(self) -> str:
         entries = self.client.xrevrange(self.keys.stream, count=1)
-        return _text(entries[0][0]) if entries else "0-0"
+        return text(entries[0][0]) if entries else "0-0"
 
     def cursor(self) -> str:
-        return _text(self.client.get(self.keys.cursor)) or "0-0"
+        return text(self.client.get(self.keys.cursor)) or "0-0"
 
     def load(self, ids: Sequence[str]) -> list[StoredTracklet]:
         return load_tracklets(self.client, self.keys, ids)
@@ -326,7 +309,7 @@ class TrackletStore:
     def ids_ending_after(self, time_s: float, limit: int) -> list[str]:
         """The ``limit`` most recently ending tracklet ids with end time >= ``time_s``."""
         ids = self.client.zrevrangebyscore(self.keys.by_end, "+inf", time_s, start=0, num=limit)
-        return [_text(i) for i in reversed(ids)]
+        return [text(i) for i in reversed(ids)]
 
     def allocate_identity(self) -> str:
         """A new identity id ``g<n>-<epoch>``; numbers are reserved in blocks (one round trip per block), so ids
@@ -351,10 +334,10 @@ class TrackletStore:
         (decisions made before Redis lost its data are never written into the new data)."""
         pipe = self.client.pipeline()
         pipe.watch(self.keys.lease, self.keys.meta)
-        if _text(pipe.get(self.keys.lease)) != token:
+        if text(pipe.get(self.keys.lease)) != token:
             pipe.reset()
             raise LeaseLost("the association lease is held by another matcher")
-        if _text(pipe.hget(self.keys.meta, "epoch")) != self.epoch:
+        if text(pipe.hget(self.keys.meta, "epoch")) != self.epoch:
             pipe.reset()
             raise StoreReset("redis no longer holds this matcher's store epoch")
         pipe.multi()
@@ -387,10 +370,10 @@ class TrackletStore:
         explanation = {"kind": decision.kind, "score": round(decision.score, 6), "matched": decision.matched_tracklet,
                        "candidates": [[g, round(s, 6), t] for g, s, t in decision.candidates],
                        "rejected": [list(r) for r in decision.rejected], "decided_at": now}
-        fields: dict[str, object] = {"identity": gid, "decision": json.dumps(explanation)}
+        fields: dict[str, object] = {Field.IDENTITY: gid, Field.DECISION: json.dumps(explanation)}
         if matched is not None:
-            fields.update(link_to=matched.tracklet_id, link_score=repr(float(decision.score)),
-                          link_kind=decision.kind)
+            fields.update({Field.LINK_TO: matched.tracklet_id, Field.LINK_SCORE: repr(float(decision.score)),
+                           Field.LINK_KIND: decision.kind})
             pipe.zadd(keys.camera_links(tracklet.camera_id), {tracklet.tracklet_id: tracklet.end_time})
             pipe.zadd(keys.camera_links(matched.camera_id), {tracklet.tracklet_id: tracklet.end_time})
         pipe.hset(keys.tracklet(tracklet.tracklet_id), mapping=fields)
@@ -419,7 +402,7 @@ class TrackletStore:
         pipe = self._fenced(token)
         for change, moved in zip(changes, moves):
             for tracklet_id, start in moved.items():
-                pipe.hset(keys.tracklet(tracklet_id), "identity", change.target)
+                pipe.hset(keys.tracklet(tracklet_id), Field.IDENTITY, change.target)
                 pipe.zrem(keys.members(change.source), tracklet_id)
                 pipe.zadd(keys.members(change.target), {tracklet_id: start})
             ends = [tracklets[t].end_time for t in moved if t in tracklets]
@@ -442,7 +425,7 @@ class TrackletStore:
         moved = {t: tracklets[t].start_time for t in change.tracklets if t in tracklets}
         if change.kind == "merge":
             for member, start in self.client.zrange(self.keys.members(change.source), 0, -1, withscores=True):
-                moved[_text(member)] = start
+                moved[text(member)] = start
         return moved
 
     # ------------------------------------------------------------------------------- retention
@@ -450,25 +433,25 @@ class TrackletStore:
     def expire(self, ingested_before: float, limit: int = 1000) -> int:
         """Delete up to ``limit`` tracklets ingested before the given time; identities left empty go too."""
         keys = self.keys
-        ids = [_text(i) for i in self.client.zrangebyscore(keys.by_ingest, "-inf", f"({ingested_before!r}",
+        ids = [text(i) for i in self.client.zrangebyscore(keys.by_ingest, "-inf", f"({ingested_before!r}",
                                                            start=0, num=limit)]
         if not ids:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for tracklet_id in ids:
-            pipe.hmget(keys.tracklet(tracklet_id), ("camera", "identity"))
+            pipe.hmget(keys.tracklet(tracklet_id), (Field.CAMERA, Field.IDENTITY))
         owners = pipe.execute()
-        identities = {_text(identity) for _camera, identity in owners if identity}
+        identities = {text(identity) for _camera, identity in owners if identity}
         pipe = self.client.pipeline(transaction=True)
         for tracklet_id, (camera, identity) in zip(ids, owners):
             pipe.delete(keys.tracklet(tracklet_id), keys.thumbnail(tracklet_id))
             pipe.zrem(keys.by_end, tracklet_id)
             pipe.zrem(keys.by_ingest, tracklet_id)
             if camera:
-                pipe.zrem(keys.camera_tracklets(_text(camera)), tracklet_id)
-                pipe.zrem(keys.camera_links(_text(camera)), tracklet_id)
+                pipe.zrem(keys.camera_tracklets(text(camera)), tracklet_id)
+                pipe.zrem(keys.camera_links(text(camera)), tracklet_id)
             if identity:
-                pipe.zrem(keys.members(_text(identity)), tracklet_id)
+                pipe.zrem(keys.members(text(identity)), tracklet_id)
         pipe.execute()
         self._drop_empty_identities(identities)
         self._trim_stream(ingested_before)

@@ -19,16 +19,13 @@ import redis
 
 from keyreid_stream.matcher.answers import IdentityCount, IdentitySummary
 from keyreid_stream.matcher.keys import Keys
+from keyreid_stream.matcher.state.schema import Field, text
 
 __all__ = ["SUMMARY_TRACKLETS", "count_identities", "recent_identities", "summarize"]
 
 SUMMARY_TRACKLETS = 64  # the most recent tracklets of an identity read for its cameras and thumbnails
 _SCAN_PAGE = 500
 _FILTER_CHUNK = 100  # identities summarised at a time while a min_cameras filter drops some
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, high: str, budget: int, page: int,
@@ -41,7 +38,7 @@ def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, h
         while read < budget:
             rows = client.zrevrangebyscore(keys.identities, "+inf", low, start=skip + read,
                                            num=min(page, budget - read), withscores=True)
-            yield from ((_text(gid), float(score)) for gid, score in rows)
+            yield from ((text(gid), float(score)) for gid, score in rows)
             if len(rows) < min(page, budget - read):
                 return True
             read += len(rows)
@@ -53,9 +50,9 @@ def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, h
         rows = client.zrevrangebyscore(zset, high, low, start=read, num=wanted, withscores=True)
         pipe = client.pipeline(transaction=False)
         for tracklet_id, _ in rows:
-            pipe.hget(keys.tracklet(_text(tracklet_id)), "identity")
+            pipe.hget(keys.tracklet(text(tracklet_id)), Field.IDENTITY)
         for (_, end), gid in zip(rows, pipe.execute() if rows else []):
-            gid = _text(gid)
+            gid = text(gid)
             if gid and gid not in seen:
                 seen.add(gid)
                 if len(seen) > skip:
@@ -76,11 +73,11 @@ def summarize(client: redis.Redis, keys: Keys, seen: Sequence[tuple[str, float]]
         pipe.zrange(keys.members(gid), 0, 0, withscores=True)
         pipe.zrevrange(keys.members(gid), 0, SUMMARY_TRACKLETS - 1)
     replies = pipe.execute()
-    counts, firsts, recent = replies[::3], replies[1::3], [[_text(t) for t in ids] for ids in replies[2::3]]
+    counts, firsts, recent = replies[::3], replies[1::3], [[text(t) for t in ids] for ids in replies[2::3]]
     pipe = client.pipeline(transaction=False)
     for ids in recent:
         for tracklet_id in ids:
-            pipe.hmget(keys.tracklet(tracklet_id), ("camera", "thumb"))
+            pipe.hmget(keys.tracklet(tracklet_id), (Field.CAMERA, Field.THUMB))
     rows = iter(pipe.execute() if any(recent) else [])
     summaries = []
     for (gid, last), count, first, ids in zip(seen, counts, firsts, recent):
@@ -89,9 +86,9 @@ def summarize(client: redis.Redis, keys: Keys, seen: Sequence[tuple[str, float]]
         for tracklet_id, (camera, thumb) in zip(ids, islice(rows, len(ids))):  # most recent start first
             if camera is None:
                 continue  # deleted by retention meanwhile
-            camera = _text(camera)
+            camera = text(camera)
             cameras.add(camera)
-            if _text(thumb) == "1" and camera not in thumbnails:
+            if text(thumb) == "1" and camera not in thumbnails:
                 thumbnails[camera] = tracklet_id
         summaries.append(IdentitySummary(gid, last, first[0][1] if first else None, int(count), sorted(cameras),
                                          dict(sorted(thumbnails.items())), int(count) <= len(ids)))
