@@ -1,5 +1,5 @@
 """``keyreid-stream matcher``: the cross-camera matcher (ZeroMQ ingest, Redis state, association, HTTP API), and
-``keyreid-stream query``: ask a running matcher (:mod:`keyreid_stream.matcher.client`).
+``keyreid-stream query``: ask a running matcher (:mod:`keyreid_stream.query.client`).
 
 SIGTERM or Ctrl-C stops receiving, finishes the batch in hand (stored and acknowledged), releases the
 association lease so that another matcher takes over at once, and exits 0; a second signal exits at once.
@@ -19,7 +19,7 @@ from typing import Any
 from keyreid_stream.cli import positive_int
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
-from keyreid_stream.matcher.client import (
+from keyreid_stream.query.client import (
     DEFAULT_URL,
     TOKEN_ENV,
     QueryClient,
@@ -94,7 +94,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - MatcherConfig, imported l
 
 def _matcher(args: argparse.Namespace) -> int:
     from keyreid_stream.matcher.service import run_matcher
-    from keyreid_stream.matcher.store import StoreError
+    from keyreid_stream.matcher.state.store import StoreError
 
     _, report = run_until_stopped(lambda: _load(args), run_matcher, stopping="finishing the batch in hand",
                                   input_error=MatcherInputError, run_errors=(ValueError, OSError, StoreError))

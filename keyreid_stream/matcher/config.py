@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from keyreid_stream.config.schema import LoggingConfig, _require
-from keyreid_stream.matcher.association import AssociationParams
-from keyreid_stream.matcher.keys import Keys
+from keyreid_stream.matcher.association.association import AssociationParams
+from keyreid_stream.matcher.state.keys import Keys
 
 __all__ = ["ApiConfig", "AssociationConfig", "IndexConfig", "IngestConfig", "MatcherConfig", "RedisConfig",
            "RetentionConfig", "SearchConfig", "local_config", "parse_http_address"]

@@ -4,7 +4,7 @@
   lists (``IndexIVFFlat``) when large, or an HNSW graph (``IndexHNSWFlat``) on request; string tracklet ids mapped
   to faiss' int64 labels.
 * :class:`GalleryIndex` -- one :class:`VectorIndex` per descriptor space (see
-  :func:`~keyreid_stream.matcher.records.descriptor_space`), created on the first add to that space, optionally
+  :func:`~keyreid_stream.matcher.state.records.descriptor_space`), created on the first add to that space, optionally
   over truncated descriptors (``max_dim``).
 
 Why IVF for large indexes: the matcher rebuilds its index from Redis at every start. An IVF index is trained once
@@ -35,7 +35,7 @@ import faiss
 import numpy as np
 from faiss.contrib.inspect_tools import get_invlist
 
-from keyreid_stream.matcher.records import normalize
+from keyreid_stream.matcher.state.records import normalize
 
 __all__ = ["GalleryIndex", "IndexKind", "VectorIndex", "VectorIndexError"]
 
@@ -374,7 +374,7 @@ class GalleryIndex:
     are its global feature: a million tracklets need 3 GB instead of 77 GB). A space still takes vectors of its
     full dimension (the first add fixes it; other sizes are errors), but the scores returned are then the cosine
     of the TRUNCATED vectors: callers re-score the candidates exactly against the full descriptors (the query
-    layer does, see :class:`~keyreid_stream.matcher.queries.MatcherQueries`), and should ask for more candidates
+    layer does, see :class:`~keyreid_stream.matcher.api.queries.MatcherQueries`), and should ask for more candidates
     than they keep, since the ranking is approximate.
     """
 

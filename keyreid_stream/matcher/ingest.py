@@ -1,7 +1,7 @@
 """ZeroMQ ingest: the ROUTER socket the workers' DEALERs connect to (the protocol is in ``docs/protocol.md``).
 
 A batch of frames is decoded, its tracklet messages are stored in Redis in one round trip, in the order they
-arrived (:meth:`~keyreid_stream.matcher.store.TrackletStore.ingest`), and only then acknowledged: ``ok`` for
+arrived (:meth:`~keyreid_stream.matcher.state.store.TrackletStore.ingest`), and only then acknowledged: ``ok`` for
 stored and for duplicates (a retransmission of something already stored, also earlier in the same batch), the
 rejection code otherwise. While Redis is unreachable the batch is retried with backoff and nothing is
 acknowledged, so the workers keep their copies. Frames that do not decode (or hold more than one payload frame,
@@ -26,9 +26,9 @@ import zmq
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
-from keyreid_stream.matcher.images import ImageError, check_image
+from keyreid_stream.matcher.api.images import ImageError, check_image
 from keyreid_stream.matcher.state.schema import IngestStatus
-from keyreid_stream.matcher.store import TrackletStore
+from keyreid_stream.matcher.state.store import TrackletStore
 
 __all__ = ["Ingestor", "IngestStats", "Outage", "bind_router"]
 

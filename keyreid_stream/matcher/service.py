@@ -2,7 +2,7 @@
 
 Threads: the caller's thread runs the :class:`~keyreid_stream.matcher.ingest.Ingestor` on the ROUTER socket
 (with ``ingest.enabled: false``, a query-only matcher, there is no socket and the caller's thread only waits);
-one thread runs the :class:`~keyreid_stream.matcher.leader.Associator`; one keeps the faiss
+one thread runs the :class:`~keyreid_stream.matcher.association.leader.Associator`; one keeps the faiss
 :class:`~keyreid_stream.matcher.index.GalleryIndex` in step with Redis (:class:`IndexSync`: rebuilt from Redis at
 start, then tailing the stream of stored tracklets, so it also sees what other matchers ingest); uvicorn serves
 the HTTP API in another. Each thread survives Redis outages with backoff. ``stop`` ends them all.
@@ -21,18 +21,18 @@ import numpy as np
 import redis
 import zmq
 
-from keyreid_stream.matcher.client import read_token
+from keyreid_stream.credentials import read_token
+from keyreid_stream.matcher.association.leader import AssociationStats, Associator
+from keyreid_stream.matcher.association.topology import load_topology
 from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.ingest import Ingestor, IngestStats, Outage, bind_router
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.leader import AssociationStats, Associator
-from keyreid_stream.matcher.lease import Lease
+from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.matcher.state.lease import Lease
 from keyreid_stream.matcher.state.schema import STREAM_ID, text
-from keyreid_stream.matcher.store import TrackletStore, load_tracklets
-from keyreid_stream.matcher.topology import load_topology
+from keyreid_stream.matcher.state.store import TrackletStore, load_tracklets
 
-__all__ = ["IndexSync", "MatcherReport", "MatcherThread", "connect_redis", "read_token", "run_matcher"]
+__all__ = ["IndexSync", "MatcherReport", "MatcherThread", "connect_redis", "run_matcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -344,9 +344,9 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
                status):  # noqa: ANN001, ANN202 - ApiServer | None
     if not config.api.http:
         return None
-    from keyreid_stream.matcher.answers import Thresholds
-    from keyreid_stream.matcher.api import ApiServer, create_app
-    from keyreid_stream.matcher.queries import MatcherQueries
+    from keyreid_stream.matcher.api.answers import Thresholds
+    from keyreid_stream.matcher.api.api import ApiServer, create_app
+    from keyreid_stream.matcher.api.queries import MatcherQueries
 
     host, port = parse_http_address(config.api.http)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
@@ -354,7 +354,7 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
                        "(set $%s or api.token_file)", config.api.http, config.api.token_env)
     embed_crop = None
     if config.search.arch:
-        from keyreid_stream.matcher.search import crop_embedder_from_config
+        from keyreid_stream.matcher.api.search import crop_embedder_from_config
 
         s = config.search
         embed_crop = crop_embedder_from_config(s.arch, s.checkpoint, s.checkpoint_kind, s.allow_pickle, s.device)

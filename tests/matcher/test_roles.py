@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 import redis
 from matcher_harness import matcher_config, running_matcher, wait_until
+from synthetic_scenes import generate_scene
 
 from keyreid_stream.cli import main
 from keyreid_stream.matcher.config import AssociationConfig, IngestConfig
-from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.service import MatcherThread, run_matcher
-from keyreid_stream.matcher.synthetic import generate_scene
+from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
 

@@ -26,11 +26,11 @@ import pytest
 import redis
 import zmq
 from matcher_harness import matcher_config, running_matcher, wait_until
+from synthetic_scenes import generate_scene, pair_precision_recall
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import TrackletMessage
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.synthetic import generate_scene, pair_precision_recall
+from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
 

@@ -9,20 +9,30 @@ generated from :data:`INGEST_KEYS` / :data:`INGEST_ARGS` (:func:`ingest_locals`)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from keyreid_stream.contracts import TrackletMessage
-from keyreid_stream.matcher.records import StoredTracklet, descriptor_space, normalize
+from keyreid_stream.matcher.state.records import StoredTracklet, descriptor_space, normalize
 
 __all__ = ["ASSOCIATION_FIELDS", "CONTENT_FIELDS", "Field", "INGEST_ARGS", "INGEST_KEYS", "IngestStatus",
            "STORED_FIELDS", "STREAM_ID", "VIEW_FIELDS", "decode_descriptor", "decode_row", "decode_tracklet", "encode_tracklet",
            "ingest_locals", "text"]
 
 
-class Field(StrEnum):
+class _TextEnum(str, Enum):
+    """An enum of strings whose ``str()`` and ``format()`` are the value (``enum.StrEnum`` needs Python 3.11)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Field(_TextEnum):
     """The fields of a tracklet's hash (``Keys.tracklet``)."""
 
     CAMERA = "camera"
@@ -45,7 +55,7 @@ class Field(StrEnum):
     LINK_KIND = "link_kind"
 
 
-class IngestStatus(StrEnum):
+class IngestStatus(_TextEnum):
     """What ingest did with one message; a rejection's value is also its ack code and its ``rejected:`` counter."""
 
     STORED = "stored"
