@@ -74,7 +74,7 @@ def _add_matcher_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_matcher)
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - MatcherConfig, imported lazily
+def _load(args: argparse.Namespace):
     from keyreid_stream.matcher.config import MatcherConfig
 
     overrides = list(args.overrides)
@@ -109,11 +109,11 @@ def format_report(report: object) -> str:
     where = report.endpoint or "no ingest socket (query only)"  # type: ignore[attr-defined]
     return "\n".join([
         f"matcher ran {report.elapsed_s:.1f} s on {where}",  # type: ignore[attr-defined]
-        f"  ingest: {ingest.frames} frames, {ingest.stored} tracklets stored, {ingest.duplicates} duplicates, "
-        f"{ingest.heartbeats} heartbeats, rejected: {rejected}",
-        f"  association: {association.decided} decided ({association.new_identities} new identities, "
-        f"{association.joined} joined, {association.continued} continued), {association.merges} merges, "
-        f"{association.splits} splits, {association.expired} expired",
+        (f"  ingest: {ingest.frames} frames, {ingest.stored} tracklets stored, {ingest.duplicates} duplicates, "
+         f"{ingest.heartbeats} heartbeats, rejected: {rejected}"),
+        (f"  association: {association.decided} decided ({association.new_identities} new identities, "
+         f"{association.joined} joined, {association.continued} continued), {association.merges} merges, "
+         f"{association.splits} splits, {association.expired} expired"),
         f"  index: {report.index_size} tracklets",  # type: ignore[attr-defined]
     ])
 
@@ -190,7 +190,7 @@ def _add_query_options(parser: argparse.ArgumentParser, *, on_subcommand: bool =
 
 
 def _add_query_subcommands(sub: argparse._SubParsersAction) -> None:
-    def add(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
+    def add(name: str, help: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help)
         _add_query_options(parser, on_subcommand=True)
         return parser

@@ -30,7 +30,7 @@ from keyreid_stream.matcher.api.images import ImageError, check_image
 from keyreid_stream.matcher.state.schema import IngestStatus
 from keyreid_stream.matcher.state.store import TrackletStore
 
-__all__ = ["Ingestor", "IngestStats", "Outage", "bind_router"]
+__all__ = ["IngestStats", "Ingestor", "Outage", "bind_router"]
 
 logger = logging.getLogger(__name__)
 

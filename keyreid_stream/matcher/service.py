@@ -16,6 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import final
 
 import numpy as np
 import redis
@@ -135,7 +136,7 @@ class IndexSync:
         return added
 
 
-def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,  # noqa: ANN001
+def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,
           outage: Outage | None = None) -> None:
     """Call ``step()`` until ``stop``; Redis errors back off, other errors are logged and retried."""
     outage = outage or Outage(name, backoff_s)
@@ -146,7 +147,7 @@ def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float]
         except redis.RedisError as exc:
             stop.wait(outage.failed(exc))
             continue
-        except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the matcher
+        except Exception:
             logger.exception("%s: unexpected error (retrying in %.0f s)", name, backoff_s[1])
             stop.wait(backoff_s[1])
             continue
@@ -158,7 +159,7 @@ class _Threads:
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
 
-    def start(self, name: str, target, *args) -> None:  # noqa: ANN001
+    def start(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=f"matcher-{name}", daemon=True)
         thread.start()
         self.threads.append(thread)
@@ -233,6 +234,7 @@ def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threadin
                          f"{api.host}:{api.port}" if api else "")
 
 
+@final
 class MatcherThread:
     """:func:`run_matcher` in a background thread, for tests, benchmarks and the demo; a context manager.
 
@@ -297,7 +299,7 @@ def _wait_for_redis(store: TrackletStore, stop: threading.Event, outage: Outage)
     return False
 
 
-def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology) -> Associator | None:  # noqa: ANN001
+def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology) -> Associator | None:
     settings = config.association
     if not settings.enabled:
         logger.info("association is disabled: this matcher only ingests and answers queries")
@@ -341,7 +343,7 @@ def _running_status(ingestor: Ingestor | None, associator: Associator | None, sy
 
 
 def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: GalleryIndex, token: str | None,
-               status):  # noqa: ANN001, ANN202 - ApiServer | None
+               status):
     if not config.api.http:
         return None
     from keyreid_stream.matcher.api.answers import Thresholds

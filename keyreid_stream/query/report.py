@@ -120,8 +120,8 @@ def _timeline(view: Mapping[str, Any], groups: Mapping[str, Sequence[Mapping[str
     def x(t: float) -> float:
         return label + (t - start) / span * (width - label - 10)
 
-    parts = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="timeline of {_e(view["identity_id"])}">']
+    parts = [(f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
+              f'aria-label="timeline of {_e(view["identity_id"])}">')]
     for row, (camera, tracklets) in enumerate(groups.items()):
         y = top + row * row_height
         parts.append(f'<g class="row" data-camera="{_e(camera)}"><text x="4" y="{y + row_height / 2 + 4:.0f}">'

@@ -57,7 +57,7 @@ class Page(HTMLParser):
         self.text.append(data)
 
 
-def read(path) -> Page:  # noqa: ANN001
+def read(path) -> Page:
     page = Page()
     page.feed(path.read_text(encoding="utf-8"))
     page.close()

@@ -151,7 +151,7 @@ def test_api_only_matcher_serves_what_another_matcher_ingested(redis_client, zmq
 
 def test_api_only_matcher_in_a_thread_binds_nothing(redis_client, monkeypatch) -> None:
     """``ingest.enabled: false`` skips the ROUTER socket and the Ingestor entirely (no ZeroMQ context either)."""
-    import keyreid_stream.matcher.service as service
+    from keyreid_stream.matcher import service
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("an API-only matcher must not bind a ZeroMQ socket")

@@ -26,7 +26,8 @@ from typing import Literal, get_args
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from keyreid_stream.matcher.association.topology import Topology, _invalid, _number, _TransitTable
+from keyreid_stream.matcher.association.checks import finite_number, invalid
+from keyreid_stream.matcher.association.topology import Topology, TransitTable
 from keyreid_stream.matcher.state.records import Decision, StoredTracklet
 
 __all__ = ["MAX_CANDIDATES", "MAX_REJECTED", "AssociationParams", "associate"]
@@ -64,7 +65,7 @@ class AssociationParams:
     def __post_init__(self) -> None:
         owner = "AssociationParams"
         for name in ("window_s", "threshold", "merge_threshold", "split_threshold"):
-            object.__setattr__(self, name, _number(owner, name, getattr(self, name)))
+            object.__setattr__(self, name, finite_number(owner, name, getattr(self, name)))
         if self.window_s <= 0:
             raise ValueError(f"{owner}.window_s: expected > 0, got {self.window_s}")
         for name in ("threshold", "merge_threshold"):
@@ -78,7 +79,7 @@ class AssociationParams:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{owner}.{name}: expected one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not isinstance(self.same_camera, bool):
-            _invalid(f"{owner}.same_camera: expected a bool, got {self.same_camera!r}")
+            invalid(f"{owner}.same_camera: expected a bool, got {self.same_camera!r}")
 
 
 # --------------------------------------------------------------------------- association
@@ -205,7 +206,7 @@ class _Links:
 
 
 def _links(pool: _Pool, heads: Sequence[_Head], members: np.ndarray, params: AssociationParams,
-           table: _TransitTable | None, width: int) -> _Links:
+           table: TransitTable | None, width: int) -> _Links:
     """Aggregate the links of ``heads`` to the pool ``members`` per identity (``width`` identity codes)."""
     members = members[np.argsort(pool.ident[members], kind="stable")]
     g = len(heads)

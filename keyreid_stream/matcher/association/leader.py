@@ -113,7 +113,7 @@ class Associator:
         self._remember(new, decisions)
         return len(decisions)
 
-    def _remember(self, new: list[StoredTracklet], decisions: list) -> None:  # noqa: ANN001
+    def _remember(self, new: list[StoredTracklet], decisions: list) -> None:
         identity = {d.tracklet_id: d.identity for d in decisions}
         for tracklet in new:
             self._cache[tracklet.tracklet_id] = _with_identity(tracklet, identity[tracklet.tracklet_id])

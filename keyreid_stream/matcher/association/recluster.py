@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from keyreid_stream.matcher.association.association import AssociationParams
-from keyreid_stream.matcher.association.topology import Topology, _TransitTable
+from keyreid_stream.matcher.association.topology import Topology, TransitTable
 from keyreid_stream.matcher.state.records import Change, StoredTracklet, normalize
 
 __all__ = ["apply_changes", "recluster"]
@@ -121,7 +121,7 @@ def _identity_links(units: _Units, local: np.ndarray) -> tuple[np.ndarray, np.nd
     return total, np.rint(count)  # float32: K x K matrices are the memory of a re-clustering pass
 
 
-def _compatible(units: _Units, a: np.ndarray, b: np.ndarray, window_s: float, table: _TransitTable | None) -> bool:
+def _compatible(units: _Units, a: np.ndarray, b: np.ndarray, window_s: float, table: TransitTable | None) -> bool:
     """Whether the units ``a`` and ``b`` may be one person: no overlap of two tracks on one camera and, with a
     topology, every cross-camera pair within ``window_s`` allowed."""
     gap = np.maximum(units.start[b][None, :] - units.end[a][:, None], units.start[a][:, None] - units.end[b][None, :])

@@ -7,39 +7,25 @@
 
 :func:`~keyreid_stream.matcher.association.association.associate` and :func:`~keyreid_stream.matcher.association.recluster.recluster`
 check transit constraints on track spans (the union of a track's segments), so how a track was segmented does not
-change what the topology allows. The value checks here (finite numbers, booleans) are shared with
+change what the topology allows. The value checks (finite numbers, booleans) are :mod:`checks`'s, shared with
 :class:`~keyreid_stream.matcher.association.association.AssociationParams`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 
 from keyreid_stream.config.loader import read_yaml
+from keyreid_stream.matcher.association.checks import finite_number, invalid
 from keyreid_stream.matcher.state.records import StoredTracklet
 
-__all__ = ["Topology", "load_topology", "topology_from_mapping"]
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _invalid(message: str) -> NoReturn:
-    """Raise the ValueError of a bad parameter or topology value (of the wrong type, too)."""
-    raise ValueError(message)
-
-
-def _number(owner: str, name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{owner}.{name}: expected a finite number, got {value!r}")
-    return float(value)
+__all__ = ["Topology", "TransitTable", "load_topology", "topology_from_mapping"]
 
 
 # --------------------------------------------------------------------------- topology
@@ -63,12 +49,12 @@ class Topology:
                 raise ValueError(f"Topology.transits: keys must be (from_camera, to_camera), got {pair!r}")
             if not (isinstance(bounds, (tuple, list)) and len(bounds) == 2):
                 raise ValueError(f"Topology.transits[{pair}]: expected (min_s, max_s), got {bounds!r}")
-            low, high = (_number("Topology", f"transits[{pair}]", b) for b in bounds)
+            low, high = (finite_number("Topology", f"transits[{pair}]", b) for b in bounds)
             if low > high:
                 raise ValueError(f"Topology.transits[{pair}]: min_s {low} > max_s {high}")
             checked[pair] = (low, high)
         if not isinstance(self.strict, bool):
-            _invalid(f"Topology.strict: expected a bool, got {self.strict!r}")
+            invalid(f"Topology.strict: expected a bool, got {self.strict!r}")
         object.__setattr__(self, "transits", checked)
 
     def allows(self, first: StoredTracklet, second: StoredTracklet) -> bool:
@@ -89,7 +75,7 @@ class Topology:
         bounds = self.transits.get((source, target))
         return not self.strict if bounds is None else bounds[0] <= gap <= bounds[1]
 
-    def table(self, cameras: Sequence[str]) -> _TransitTable:
+    def table(self, cameras: Sequence[str]) -> TransitTable:
         """The transit bounds between ``cameras`` as (n, n) arrays, for vectorised checks."""
         n = len(cameras)
         low, high, listed = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n), bool)
@@ -98,11 +84,11 @@ class Topology:
                 bounds = self.transits.get((a, b))
                 if bounds is not None:
                     low[i, j], high[i, j], listed[i, j] = bounds[0], bounds[1], True
-        return _TransitTable(low, high, listed, self.strict)
+        return TransitTable(low, high, listed, self.strict)
 
 
 @dataclass(frozen=True)
-class _TransitTable:
+class TransitTable:
     """:class:`Topology` bounds between camera codes, (n, n) arrays indexed [from, to]."""
 
     low: np.ndarray
@@ -140,19 +126,19 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
 def topology_from_mapping(data: Mapping[str, Any], source: str = "topology") -> Topology:
     """The :class:`Topology` described by ``data`` (the YAML structure of :func:`load_topology`)."""
     if not isinstance(data, Mapping):
-        _invalid(f"{source}: expected a mapping with 'transits' (and optionally 'strict'), "
+        invalid(f"{source}: expected a mapping with 'transits' (and optionally 'strict'), "
                  f"got {type(data).__name__}")
     unknown = sorted(str(key) for key in data if key not in _TOPOLOGY_KEYS)
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {', '.join(unknown)} (expected {', '.join(_TOPOLOGY_KEYS)})")
     strict = data.get("strict", False)
     if not isinstance(strict, bool):
-        _invalid(f"{source}: strict: expected true or false, got {strict!r}")
+        invalid(f"{source}: strict: expected true or false, got {strict!r}")
     if "transits" not in data:
         raise ValueError(f"{source}: missing key 'transits' (a list of {{from, to, min_s, max_s}} entries)")
     entries = data["transits"]
     if not isinstance(entries, list):
-        _invalid(f"{source}: transits: expected a list, got {type(entries).__name__}")
+        invalid(f"{source}: transits: expected a list, got {type(entries).__name__}")
     transits: dict[tuple[str, str], tuple[float, float]] = {}
     origin: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(entries):
@@ -167,7 +153,7 @@ def topology_from_mapping(data: Mapping[str, Any], source: str = "topology") -> 
 
 def _transit_entry(where: str, entry: object) -> list[tuple[tuple[str, str], tuple[float, float]]]:
     if not isinstance(entry, Mapping):
-        _invalid(f"{where}: expected a mapping, got {type(entry).__name__}")
+        invalid(f"{where}: expected a mapping, got {type(entry).__name__}")
     unknown = sorted(str(key) for key in entry if key not in _TRANSIT_KEYS)
     if unknown:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} (expected {', '.join(_TRANSIT_KEYS)})")
@@ -181,9 +167,9 @@ def _transit_entry(where: str, entry: object) -> list[tuple[tuple[str, str], tup
     if source == target:
         raise ValueError(f"{where}: from and to are the same camera {source!r}")
     if not isinstance(symmetric, bool):
-        _invalid(f"{where}: symmetric: expected true or false, got {symmetric!r}")
+        invalid(f"{where}: symmetric: expected true or false, got {symmetric!r}")
     try:
-        low, high = _number(where, "min_s", entry["min_s"]), _number(where, "max_s", entry["max_s"])
+        low, high = finite_number(where, "min_s", entry["min_s"]), finite_number(where, "max_s", entry["max_s"])
     except ValueError as exc:
         raise ValueError(str(exc).replace(f"{where}.", f"{where}: ", 1)) from None
     if low > high:

@@ -17,9 +17,23 @@ import numpy as np
 from keyreid_stream.contracts import TrackletMessage
 from keyreid_stream.matcher.state.records import StoredTracklet, descriptor_space, normalize
 
-__all__ = ["ASSOCIATION_FIELDS", "CONTENT_FIELDS", "Field", "INGEST_ARGS", "INGEST_KEYS", "IngestStatus",
-           "STORED_FIELDS", "STREAM_ID", "VIEW_FIELDS", "decode_descriptor", "decode_row", "decode_tracklet", "encode_tracklet",
-           "ingest_locals", "text"]
+__all__ = [
+    "ASSOCIATION_FIELDS",
+    "CONTENT_FIELDS",
+    "INGEST_ARGS",
+    "INGEST_KEYS",
+    "STORED_FIELDS",
+    "STREAM_ID",
+    "VIEW_FIELDS",
+    "Field",
+    "IngestStatus",
+    "decode_descriptor",
+    "decode_row",
+    "decode_tracklet",
+    "encode_tracklet",
+    "ingest_locals",
+    "text",
+]
 
 
 class _TextEnum(str, Enum):

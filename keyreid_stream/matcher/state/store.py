@@ -28,7 +28,6 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
-import numpy as np
 import redis
 
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
@@ -329,7 +328,7 @@ class TrackletStore:
                 self._free_identities.extend(range(last - IDENTITY_BLOCK + 1, last + 1))
             return identity_id(self._free_identities.popleft(), epoch)
 
-    def _fenced(self, token: str):  # noqa: ANN202 - a redis-py pipeline in MULTI state
+    def _fenced(self, token: str):
         """A transaction that runs only while ``token`` holds the lease and the store epoch is this process's
         (decisions made before Redis lost its data are never written into the new data)."""
         pipe = self.client.pipeline()
@@ -343,7 +342,7 @@ class TrackletStore:
         pipe.multi()
         return pipe
 
-    def _execute_fenced(self, pipe) -> None:  # noqa: ANN001
+    def _execute_fenced(self, pipe) -> None:
         try:
             pipe.execute()
         except redis.WatchError as exc:
@@ -364,7 +363,7 @@ class TrackletStore:
             pipe.set(keys.cursor, cursor)
         self._execute_fenced(pipe)
 
-    def _write_decision(self, pipe, decision: Decision, tracklet: StoredTracklet,  # noqa: ANN001
+    def _write_decision(self, pipe, decision: Decision, tracklet: StoredTracklet,
                         matched: StoredTracklet | None, now: float) -> None:
         keys, gid = self.keys, decision.identity
         explanation = {"kind": decision.kind, "score": round(decision.score, 6), "matched": decision.matched_tracklet,
@@ -385,7 +384,7 @@ class TrackletStore:
                               "camera": tracklet.camera_id, "score": round(decision.score, 6),
                               "matched": decision.matched_tracklet})
 
-    def _log(self, pipe, gid: str, entry: Mapping[str, object]) -> None:  # noqa: ANN001
+    def _log(self, pipe, gid: str, entry: Mapping[str, object]) -> None:
         pipe.rpush(self.keys.identity_log(gid), json.dumps(entry))
         pipe.ltrim(self.keys.identity_log(gid), -LOG_LENGTH, -1)
 

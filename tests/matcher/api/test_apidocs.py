@@ -68,7 +68,7 @@ def test_no_oauth2_redirect_page(secured_server) -> None:
 
 
 @pytest.mark.browser
-def test_swagger_ui_renders_the_operations_offline(driver, secured_server) -> None:  # noqa: ANN001
+def test_swagger_ui_renders_the_operations_offline(driver, secured_server) -> None:
     """Chromium here reaches nothing but 127.0.0.1: the page renders only if everything it needs is local."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

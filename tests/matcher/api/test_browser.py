@@ -23,7 +23,7 @@ WAIT_S = 15.0  # conftest.WAIT_S
 
 
 @pytest.fixture(scope="module")
-def matcher_url(shared, redis_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: ANN001
+def matcher_url(shared, redis_server: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real matcher over the ``shared`` (its key prefix), its API on a free port and requiring
     :data:`API_TOKEN`; yields its URL. It only reads: the shared's association lease belongs to someone else."""
     token_file = tmp_path_factory.mktemp("api") / "token"
@@ -205,7 +205,7 @@ def test_token_prompt(driver, matcher_url: str) -> None:
     assert css(driver, "#forget-token")[0].is_displayed()
 
 
-def test_outages_are_shown_as_messages(driver, shared, serve, redis_server_factory) -> None:  # noqa: ANN001
+def test_outages_are_shown_as_messages(driver, shared, serve, redis_server_factory) -> None:
     """Redis down: the API answers 503 and the page says so; the API gone: the page says it cannot reach it."""
     import redis
     from redis.backoff import NoBackoff
@@ -288,7 +288,7 @@ def test_time_range_filter(driver, matcher_url: str) -> None:
     assert css(driver, "#identity-count")[0].text == "0 identities"
 
 
-def test_live_refresh_shows_new_identities_without_redrawing_the_filters(driver, private,  # noqa: ANN001
+def test_live_refresh_shows_new_identities_without_redrawing_the_filters(driver, private,
                                                                          serve) -> None:
     import numpy as np
 
@@ -350,7 +350,7 @@ def test_the_page_and_python_follow_one_clock_rule(driver, matcher_url: str) -> 
     assert page["track"] == f"cam1 #{short_track_id(1733340000000012)}" == "cam1 #12"
 
 
-def test_media_time_is_shown_as_media_time_and_decisions_on_the_wall_clock(driver, media,  # noqa: ANN001
+def test_media_time_is_shown_as_media_time_and_decisions_on_the_wall_clock(driver, media,
                                                                            serve) -> None:
     """Tracklets of files read faster than real time (media time) beside decisions taken on the matcher's clock:
     each says which clock it is on, so 'decided' is never before 'first seen' on one clock."""

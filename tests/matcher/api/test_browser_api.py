@@ -126,7 +126,7 @@ def test_paging_and_counting_are_in_the_openapi_document(http: httpx.Client) -> 
     assert "media time" in document["info"]["description"]
 
 
-def test_stats_give_the_association_thresholds(shared, serve) -> None:  # noqa: ANN001
+def test_stats_give_the_association_thresholds(shared, serve) -> None:
     from keyreid_stream.matcher.api.answers import Thresholds
 
     assert httpx.get(f"{serve(MatcherQueries(shared.client, shared.keys, shared.index)).url}/stats"

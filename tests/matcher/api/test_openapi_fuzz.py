@@ -54,7 +54,7 @@ def test_schemathesis_finds_nothing(shared, serve, crop_embedder, tmp_path: Path
                "run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
                "--generation-deterministic", "--workers", "1", "--request-timeout", "30",
                "--report", "junit", "--report-dir", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False,
                             env={**os.environ, "KEYREID_FUZZ_TOKEN": TOKEN})
     summary = result.stdout[-6000:]
     assert result.returncode == 0, summary
