@@ -14,9 +14,12 @@ import os
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyreid_stream.cli import positive_int
+
+if TYPE_CHECKING:
+    from keyreid_stream.matcher.config import MatcherConfig
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.query.client import (
@@ -46,12 +49,12 @@ class MatcherInputError(Exception):
     """A configuration, topology or Redis data problem found when starting the matcher (one readable line)."""
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_matcher_command(commands)
     _add_query_command(commands)
 
 
-def _add_matcher_command(commands: argparse._SubParsersAction) -> None:
+def _add_matcher_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "matcher", help="run the cross-camera matcher: tracklets in over ZeroMQ, identities in Redis, HTTP API",
         description="Receive tracklet descriptors from the camera workers, store them in Redis, link them across "
@@ -74,7 +77,7 @@ def _add_matcher_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_matcher)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> MatcherConfig:
     from keyreid_stream.matcher.config import MatcherConfig
 
     overrides = list(args.overrides)
@@ -160,7 +163,7 @@ def run_query(args: argparse.Namespace) -> int:
     return 1 if degraded else 0
 
 
-def _add_query_command(commands: argparse._SubParsersAction) -> None:
+def _add_query_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "query", help="ask a running matcher: identities, tracklets, links, search",
         description="Query a running matcher's HTTP API. The token, when the API needs one, is read from the "
@@ -189,7 +192,7 @@ def _add_query_options(parser: argparse.ArgumentParser, *, on_subcommand: bool =
                        help="seconds to wait for an answer (default 10)")
 
 
-def _add_query_subcommands(sub: argparse._SubParsersAction) -> None:
+def _add_query_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     def add(name: str, help: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help)
         _add_query_options(parser, on_subcommand=True)

@@ -27,15 +27,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
-import faiss
+import faiss as _faiss
 import numpy as np
-from faiss.contrib.inspect_tools import get_invlist
+from faiss.contrib.inspect_tools import get_invlist as _get_invlist
 
 from keyreid_stream.matcher.state.records import normalize
+
+# faiss's bundled type stubs know the base classes only (no SWIG downcasts: .hnsw, .nlist, .id_map,
+# SearchParametersHNSW), so the module is used untyped here.
+faiss: Any = _faiss
+get_invlist: Callable[..., tuple[np.ndarray, np.ndarray]] = _get_invlist
 
 __all__ = ["GalleryIndex", "IndexKind", "VectorIndex", "VectorIndexError"]
 
@@ -158,7 +163,7 @@ class VectorIndex:
     def memory_bytes(self) -> int:
         """Approximate memory held: stored vectors, faiss labels, the HNSW graph and the Python id maps."""
         with self._lock:
-            stored = self._index.ntotal
+            stored = int(self._index.ntotal)
             total = stored * (self.dim * 4 + 8) + self._names.nbytes + self._live.nbytes
             total += len(self._labels) * _ID_OVERHEAD_BYTES
             if self._kind_in_use == "hnsw":

@@ -48,7 +48,7 @@ class IngestStats:
     acks: int = 0
     batches: int = 0
     redis_retries: int = 0
-    rejected: Counter = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 class Outage:
@@ -81,7 +81,7 @@ class Outage:
         return self.since is not None
 
 
-def bind_router(context: zmq.Context, endpoint: str) -> zmq.Socket:
+def bind_router(context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
     """The matcher's ROUTER socket, bound; ``LAST_ENDPOINT`` tells the port when ``endpoint`` asked for ``*``."""
     router = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
@@ -105,7 +105,7 @@ def bind_router(context: zmq.Context, endpoint: str) -> zmq.Socket:
 class Ingestor:
     """Receives, stores and acknowledges; call :meth:`run` in one thread (ZeroMQ sockets are not thread-safe)."""
 
-    def __init__(self, router: zmq.Socket, store: TrackletStore, *, batch_size: int = 256,
+    def __init__(self, router: zmq.Socket[bytes], store: TrackletStore, *, batch_size: int = 256,
                  backoff_s: tuple[float, float] = (0.2, 5.0), on_stored: Callable[[int], None] | None = None) -> None:
         self.router, self.store, self.batch_size = router, store, batch_size
         self.outage = Outage("ingest", backoff_s)
@@ -126,7 +126,7 @@ class Ingestor:
             self.running = False
 
     def _receive_batch(self) -> list[list[bytes]]:
-        batch = []
+        batch: list[list[bytes]] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(self.router.recv_multipart(zmq.NOBLOCK))
@@ -138,7 +138,7 @@ class Ingestor:
         """Decode, store and acknowledge one batch of ROUTER messages ``[identity, payload]``."""
         accepted: list[tuple[bytes, TrackletMessage]] = []
         heartbeats: list[Heartbeat] = []
-        rejected: Counter = Counter()
+        rejected: Counter[str] = Counter()
         for frames in batch:
             self.stats.frames += 1
             message = self._decode(frames, rejected)
@@ -156,7 +156,7 @@ class Ingestor:
                              count=False)
         self.stats.batches += 1
 
-    def _decode(self, frames: list[bytes], rejected: Counter) -> TrackletMessage | Heartbeat | None:
+    def _decode(self, frames: list[bytes], rejected: Counter[str]) -> TrackletMessage | Heartbeat | None:
         if len(frames) != 2:
             self._refuse(frames, MULTIPART, f"expected one frame per message, got {len(frames) - 1}", rejected)
             return None
@@ -173,7 +173,7 @@ class Ingestor:
                 return None
         return message
 
-    def _refuse(self, frames: list[bytes], code: str, detail: str, rejected: Counter) -> None:
+    def _refuse(self, frames: list[bytes], code: str, detail: str, rejected: Counter[str]) -> None:
         """Count and log a rejected frame, and reject it by id when its id can be read (see
         :func:`~keyreid_stream.wire.peek_message_id`: never a heartbeat)."""
         self._reject(code, detail, rejected)
@@ -181,7 +181,7 @@ class Ingestor:
         if message_id is not None:
             self._ack(frames[0], message_id, code)
 
-    def _store(self, messages: list[TrackletMessage], heartbeats: list[Heartbeat], rejected: Counter,
+    def _store(self, messages: list[TrackletMessage], heartbeats: list[Heartbeat], rejected: Counter[str],
                stop: threading.Event) -> list[IngestStatus] | None:
         """Store the batch's tracklets in order; their statuses (None when stopped while Redis is down)."""
         counts = {"received": len(messages) + sum(rejected.values())}
@@ -213,7 +213,7 @@ class Ingestor:
         except zmq.ZMQError as exc:  # the peer is gone or its pipe is full: it retransmits and we ack again
             logger.debug("ack %s not sent: %s", message_id, exc)
 
-    def _reject(self, code: str, detail: str, rejected: Counter, count: bool = True) -> None:
+    def _reject(self, code: str, detail: str, rejected: Counter[str], count: bool = True) -> None:
         self.stats.rejected[code] += 1
         if count:
             rejected[code] += 1

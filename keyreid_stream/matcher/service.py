@@ -15,8 +15,9 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import final
+from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
 import redis
@@ -24,14 +25,18 @@ import zmq
 
 from keyreid_stream.credentials import read_token
 from keyreid_stream.matcher.association.leader import AssociationStats, Associator
-from keyreid_stream.matcher.association.topology import load_topology
+from keyreid_stream.matcher.association.topology import Topology, load_topology
 from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.ingest import Ingestor, IngestStats, Outage, bind_router
 from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.matcher.state.lease import Lease
+from keyreid_stream.matcher.state.records import StoredTracklet
 from keyreid_stream.matcher.state.schema import STREAM_ID, text
 from keyreid_stream.matcher.state.store import TrackletStore, load_tracklets
+
+if TYPE_CHECKING:
+    from keyreid_stream.matcher.api.api import ApiServer
 
 __all__ = ["IndexSync", "MatcherReport", "MatcherThread", "connect_redis", "run_matcher"]
 
@@ -86,7 +91,9 @@ class IndexSync:
 
     def check_store(self) -> bool:
         """Recover when Redis lost the data (see the class docstring); True when it did."""
-        reason = self.store.lost_data(self.after) if self.store is not None else None
+        if self.store is None:
+            return False
+        reason = self.store.lost_data(self.after)
         if reason is None:
             return False
         old, new = self.store.recover()
@@ -118,7 +125,7 @@ class IndexSync:
 
     def poll(self, block_ms: int = 500) -> int:
         """Add what was stored since the last call (waits up to ``block_ms`` for something new)."""
-        reply = self.client.xread({self.keys.stream: self.after}, count=SYNC_CHUNK, block=block_ms)
+        reply: Any = self.client.xread({self.keys.stream: self.after}, count=SYNC_CHUNK, block=block_ms)
         if not reply:
             return 0
         entries = reply[0][1]
@@ -126,7 +133,7 @@ class IndexSync:
         return self._add([str(text(fields[STREAM_ID.encode()])) for _, fields in entries])
 
     def _add(self, ids: list[str]) -> int:
-        by_space: dict[str, list] = defaultdict(list)
+        by_space: dict[str, list[StoredTracklet]] = defaultdict(list)
         for tracklet in load_tracklets(self.client, self.keys, ids):
             by_space[tracklet.space].append(tracklet)
         added = 0
@@ -136,7 +143,7 @@ class IndexSync:
         return added
 
 
-def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,
+def _loop(name: str, step: Callable[[], object], stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,
           outage: Outage | None = None) -> None:
     """Call ``step()`` until ``stop``; Redis errors back off, other errors are logged and retried."""
     outage = outage or Outage(name, backoff_s)
@@ -159,7 +166,7 @@ class _Threads:
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
 
-    def start(self, name: str, target, *args) -> None:
+    def start(self, name: str, target: Callable[..., object], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=f"matcher-{name}", daemon=True)
         thread.start()
         self.threads.append(thread)
@@ -171,7 +178,7 @@ class _Threads:
 
 
 def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threading.Event | None = None,
-                context: zmq.Context | None = None) -> MatcherReport:
+                context: zmq.Context[zmq.Socket[bytes]] | None = None) -> MatcherReport:
     """Run a matcher until ``stop`` is set. ``ready`` is set once the socket (unless ``ingest.enabled`` is false)
     and the API accept connections: that is before Redis answers, so that ``/health`` tells why the matcher is not
     working yet (503) while it waits for Redis."""
@@ -226,7 +233,7 @@ def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threadin
         lease.release()
         if router is not None:
             router.close(linger=0)
-        if own_context:
+        if own_context and context is not None:
             context.term()
         client.close()
     return MatcherReport(time.monotonic() - started, ingestor.stats if ingestor else IngestStats(),
@@ -242,7 +249,7 @@ class MatcherThread:
     ``stop()`` ends the matcher gracefully and returns its report.
     """
 
-    def __init__(self, config: MatcherConfig, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, config: MatcherConfig, *, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self.config, self.context = config, context
         self.stop_event, self._ready = threading.Event(), threading.Event()
         self.report: MatcherReport | None = None
@@ -299,7 +306,7 @@ def _wait_for_redis(store: TrackletStore, stop: threading.Event, outage: Outage)
     return False
 
 
-def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology) -> Associator | None:
+def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology: Topology | None) -> Associator | None:
     settings = config.association
     if not settings.enabled:
         logger.info("association is disabled: this matcher only ingests and answers queries")
@@ -343,7 +350,7 @@ def _running_status(ingestor: Ingestor | None, associator: Associator | None, sy
 
 
 def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: GalleryIndex, token: str | None,
-               status):
+               status: Callable[[], Mapping[str, object]]) -> ApiServer | None:
     if not config.api.http:
         return None
     from keyreid_stream.matcher.api.answers import Thresholds

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from keyreid_stream.clock import format_time, is_media_time
 
@@ -61,24 +61,26 @@ class QueryClient:
 
     def identities(self, **params: object) -> list[dict[str, Any]]:
         """``GET /identities`` (camera, since, until, limit, min_cameras, offset; None values are left out)."""
-        return self.get("/identities", params)
+        return cast("list[dict[str, Any]]", self.get("/identities", params))
 
     def identity_count(self, **params: object) -> dict[str, Any]:
         """``GET /identities/count`` (camera, since, until, min_cameras): ``{"total": N, "exact": bool}``."""
-        return self.get("/identities/count", params)
+        return cast("dict[str, Any]", self.get("/identities/count", params))
 
     def identity(self, gid: str) -> dict[str, Any]:
         """``GET /identities/{gid}``."""
-        return self.get(f"/identities/{urllib.parse.quote(gid, safe='')}")
+        return cast("dict[str, Any]", self.get(f"/identities/{urllib.parse.quote(gid, safe='')}"))
 
     def similar(self, tracklet_id: str, k: int = 5, *, exclude_self: bool = False) -> list[dict[str, Any]]:
         """``GET /tracklets/{id}/similar``: the identities that look most like a stored tracklet, best first."""
         params = {"k": k, "exclude_self": "true" if exclude_self else None}
-        return self.get(f"/tracklets/{urllib.parse.quote(tracklet_id, safe='')}/similar", params)
+        return cast("list[dict[str, Any]]",
+                    self.get(f"/tracklets/{urllib.parse.quote(tracklet_id, safe='')}/similar", params))
 
     def thumbnail(self, tracklet_id: str) -> bytes:
         """``GET /tracklets/{id}/thumbnail``: the JPEG bytes."""
-        return self._request("GET", f"/tracklets/{urllib.parse.quote(tracklet_id, safe='')}/thumbnail", raw=True)
+        return cast(bytes, self._request("GET", f"/tracklets/{urllib.parse.quote(tracklet_id, safe='')}/thumbnail",
+                                         raw=True))
 
     def _request(self, method: str, path: str, params: Mapping[str, object] | None = None, body: bytes | None = None,
                  content_type: str | None = None, accept: Sequence[int] = (), raw: bool = False) -> Any:

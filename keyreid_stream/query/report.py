@@ -181,12 +181,12 @@ def _identity(view: Mapping[str, Any], images: Mapping[str, str], per_camera: in
                        f'({_plural(len(tracklets), "tracklet")})</h3>{pictures}</div>')
     first, last = view["first_seen"], view["last_seen"]
     span = "-" if first is None else f"{_when(first)} to {_when(last)} ({_duration(last - first)})"
-    shown = f", the {len(view['tracklets'])} most recent shown" if view["truncated"] else ""
+    most_recent = f", the {len(view['tracklets'])} most recent shown" if view["truncated"] else ""
     count = _plural(view["num_tracklets"], "tracklet")
     cross = len(groups) > 1
     badge = f'<span class="badge">{len(groups)} cameras</span>' if cross else ""
     return (f'<section class="identity{" cross-camera" if cross else ""}" id="identity-{_e(gid)}" '
-            f'data-identity="{_e(gid)}"><h2>Identity {_e(gid)}{badge}</h2><p class="muted">{span}; {count}{shown} '
+            f'data-identity="{_e(gid)}"><h2>Identity {_e(gid)}{badge}</h2><p class="muted">{span}; {count}{most_recent} '
             f'on {_e(", ".join(groups))}</p><div class="cameras">{"".join(cameras)}</div>'
             f'{_timeline(view, groups)}{_log(view)}</section>')
 

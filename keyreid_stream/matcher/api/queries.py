@@ -17,7 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -52,7 +52,7 @@ from keyreid_stream.matcher.api.summaries import count_identities, recent_identi
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.matcher.state.records import IDENTITY_ID_PATTERN, normalize
-from keyreid_stream.matcher.state.schema import VIEW_FIELDS, Field, decode_descriptor, decode_row, text
+from keyreid_stream.matcher.state.schema import VIEW_FIELDS, Field, decode_descriptor, decode_row, text, texts
 
 __all__ = ["IDENTITY_ID_PATTERN", "MAX_OFFSET", "SPACE_PATTERN", "MatcherQueries", "merge_visits"]
 
@@ -211,7 +211,7 @@ class MatcherQueries:
             problems.append(f"service status failed: {type(exc).__name__}")
             return {}
         if isinstance(service.get("starting"), str):  # why the service is not working yet
-            problems.append(service["starting"])
+            problems.append(str(service["starting"]))
         problems.extend(f"{flag} is false" for flag in HEALTH_FLAGS if service.get(flag) is False)
         return service
 
@@ -253,7 +253,7 @@ class MatcherQueries:
             service=self._service([]), thresholds=self.thresholds)
 
     def cameras(self) -> list[CameraView]:
-        heartbeats = self.client.hgetall(self.keys.cameras)
+        heartbeats: dict[bytes, bytes] = cast(Any, self.client.hgetall(self.keys.cameras))
         cameras = sorted(text(camera) for camera in heartbeats)[: self.max_results]
         pipe = self.client.pipeline(transaction=False)
         for camera in cameras:
@@ -410,8 +410,7 @@ class MatcherQueries:
         _check_id(_CAMERA_RE, camera, "camera")
         limit = self._limit(min(1000, self.max_results) if limit is None else limit)
         low, high = _check_range(start, end, ("start", "end"))
-        ids = [text(i) for i in self.client.zrangebyscore(self.keys.camera_links(camera), low, high, start=0,
-                                                            num=limit)]
+        ids = texts(self.client.zrangebyscore(self.keys.camera_links(camera), low, high, start=0, num=limit))
         rows = self._rows(ids)
         linked = [row["link_to"] for row in rows.values() if row["link_to"]]
         pipe = self.client.pipeline(transaction=False)
@@ -476,7 +475,7 @@ class MatcherQueries:
             raise NotFound(f"tracklet {tracklet_id} not found")
         if not raw or len(raw) % 4:
             raise NotFound(f"tracklet {tracklet_id} has no readable descriptor")
-        query = decode_descriptor(raw)[None, :]
+        query = decode_descriptor(cast(bytes, raw))[None, :]
         neighbours = self.index.search(text(space), query, (k + int(exclude_self)) * self.oversample)[0]
         if exclude_self:
             neighbours = [pair for pair in neighbours if pair[0] != tracklet_id]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from itertools import islice
+from typing import Any, cast
 
 import redis
 
@@ -36,9 +37,9 @@ def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, h
     read = 0
     if camera is None and high == "+inf":  # the identities' own last-seen index answers directly
         while read < budget:
-            rows = client.zrevrangebyscore(keys.identities, "+inf", low, start=skip + read,
+            rows: Any = client.zrevrangebyscore(keys.identities, "+inf", low, start=skip + read,
                                            num=min(page, budget - read), withscores=True)
-            yield from ((text(gid), float(score)) for gid, score in rows)
+            yield from ((str(text(gid)), float(score)) for gid, score in rows)
             if len(rows) < min(page, budget - read):
                 return True
             read += len(rows)
@@ -47,7 +48,7 @@ def _candidates(client: redis.Redis, keys: Keys, camera: str | None, low: str, h
     seen: set[str] = set()
     while read < budget:
         wanted = min(_SCAN_PAGE, budget - read)
-        rows = client.zrevrangebyscore(zset, high, low, start=read, num=wanted, withscores=True)
+        rows = cast(Any, client.zrevrangebyscore(zset, high, low, start=read, num=wanted, withscores=True))
         pipe = client.pipeline(transaction=False)
         for tracklet_id, _ in rows:
             pipe.hget(keys.tracklet(text(tracklet_id)), Field.IDENTITY)

@@ -358,7 +358,7 @@ def _decide_heads(pool: _Pool, heads: Sequence[_Head], links: _Links, params: As
     return out
 
 
-def _plan(pool: _Pool, items: Sequence[tuple[int, StoredTracklet]]) -> tuple[list[list], list[_Head]]:
+def _plan(pool: _Pool, items: Sequence[tuple[int, StoredTracklet]]) -> tuple[list[list[tuple[int, StoredTracklet]]], list[_Head]]:
     """The tracks of one camera's new tracklets: continuations of pool tracks and heads (both by start)."""
     by_track: dict[int, list[tuple[int, StoredTracklet]]] = defaultdict(list)
     for index, tracklet in sorted(items, key=lambda it: (it[1].start_time, it[1].end_time, it[0])):

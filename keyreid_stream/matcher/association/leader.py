@@ -24,7 +24,7 @@ from keyreid_stream.matcher.association.association import AssociationParams, as
 from keyreid_stream.matcher.association.recluster import recluster
 from keyreid_stream.matcher.association.topology import Topology
 from keyreid_stream.matcher.state.lease import Lease
-from keyreid_stream.matcher.state.records import StoredTracklet
+from keyreid_stream.matcher.state.records import Decision, StoredTracklet
 from keyreid_stream.matcher.state.store import LeaseLost, StoreReset, TrackletStore
 
 __all__ = ["AssociationStats", "Associator"]
@@ -113,7 +113,7 @@ class Associator:
         self._remember(new, decisions)
         return len(decisions)
 
-    def _remember(self, new: list[StoredTracklet], decisions: list) -> None:
+    def _remember(self, new: list[StoredTracklet], decisions: list[Decision]) -> None:
         identity = {d.tracklet_id: d.identity for d in decisions}
         for tracklet in new:
             self._cache[tracklet.tracklet_id] = _with_identity(tracklet, identity[tracklet.tracklet_id])

@@ -74,7 +74,7 @@ def _split(units: _Units, params: AssociationParams, new_identity: Callable[[], 
            used: set[str]) -> list[Change]:
     """Split off, worst first, the units of an identity (>= 3 units) whose mean similarity to its units on other
     cameras is below ``split_threshold``; the identity's oldest unit stays."""
-    changes = []
+    changes: list[Change] = []
     order = np.argsort(units.ident, kind="stable")
     for active in np.split(order, np.flatnonzero(np.diff(units.ident[order])) + 1):
         code = int(units.ident[active[0]]) if active.size else -1
@@ -166,7 +166,7 @@ def _merge(units: _Units, params: AssociationParams, topology: Topology | None,
         row_arg[rows] = np.argmax(best[rows], axis=1)
         row_max[rows] = best[rows, row_arg[rows]]
 
-    changes = []
+    changes: list[Change] = []
     while True:
         i = int(np.argmax(row_max))
         j, score = int(row_arg[i]), float(row_max[i])

@@ -108,7 +108,8 @@ class TransitTable:
 
         forward = inside(self.low, self.high, self.listed, gap_forward)  # the row's camera first
         backward = inside(self.low.T, self.high.T, self.listed.T, gap_backward)
-        return np.where(row_start < col_start, forward, backward) | ((row_start == col_start) & forward)
+        allowed: np.ndarray = np.where(row_start < col_start, forward, backward) | ((row_start == col_start) & forward)
+        return allowed
 
 
 _TOPOLOGY_KEYS = ("strict", "transits")

@@ -56,7 +56,8 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation to float32 (a zero row stays zero)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    normalized: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return normalized
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,9 +8,9 @@ generated from :data:`INGEST_KEYS` / :data:`INGEST_ARGS` (:func:`ingest_locals`)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import Any
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -33,6 +33,7 @@ __all__ = [
     "encode_tracklet",
     "ingest_locals",
     "text",
+    "texts",
 ]
 
 
@@ -113,15 +114,26 @@ def ingest_locals(key_offset: str = "k", arg_offset: str = "a") -> str:
     return "\n".join(lines)
 
 
-def text(value: bytes | str | None) -> str | None:
+@overload
+def text(value: None) -> None: ...
+@overload
+def text(value: bytes | str) -> str: ...
+@overload
+def text(value: object) -> str | None: ...
+def text(value: object) -> str | None:
     """A Redis reply as text (redis-py returns bytes unless the client decodes)."""
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode() if isinstance(value, bytes) else cast("str | None", value)
 
 
-def encode_tracklet(message: TrackletMessage, ingested_at: float, thumbnail: bytes) -> list[object]:
+def texts(values: Iterable[object]) -> list[str]:
+    """Redis replies that are never nil (ids, members, stream entry ids) as text."""
+    return [str(text(value)) for value in values]
+
+
+def encode_tracklet(message: TrackletMessage, ingested_at: float, thumbnail: bytes) -> list[str | int | bytes]:
     """The ingest script's values for one message, in INGEST_ARGS order (``thumbnail``: b"" = none stored)."""
     dim = int(message.descriptor.shape[0])
-    values: dict[str, object] = {
+    values: dict[str, str | int | bytes] = {
         "id": message.message_id, Field.CAMERA: message.camera_id, Field.TRACK: message.track_id,
         Field.START: repr(message.start_time), Field.END: repr(message.end_time), Field.FRAMES: message.num_frames,
         Field.MODEL: message.model_name, Field.VERSION: message.model_version,

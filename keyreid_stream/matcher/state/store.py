@@ -27,8 +27,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import redis
+from redis.client import Pipeline
+from redis.typing import EncodableT
 
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
 from keyreid_stream.matcher.state.keys import LAYOUT_VERSION, Keys
@@ -45,6 +48,7 @@ from keyreid_stream.matcher.state.schema import (
     encode_tracklet,
     ingest_locals,
     text,
+    texts,
 )
 
 __all__ = ["LeaseLost", "StoreError", "StoreReset", "TrackletStore", "load_tracklets"]
@@ -191,11 +195,12 @@ class TrackletStore:
         if reply[0] == "layout":
             raise StoreError(f"redis prefix {self.keys.prefix!r} holds matcher data layout {reply[1]}, this matcher "
                              f"reads layout {LAYOUT_VERSION}: use another redis.prefix or migrate the data")
+        state, epoch, had = texts(reply)
         with self._identity_lock:
-            if reply[1] != self.epoch:
-                self.epoch, self._counter_floor = reply[1], 0
+            if epoch != self.epoch:
+                self.epoch, self._counter_floor = epoch, 0
                 self._free_identities.clear()
-        return reply[0], reply[1], reply[2] == "1"
+        return state, epoch, had == "1"
 
     def lost_data(self, stream_after: str = "0-0") -> str | None:
         """Why Redis no longer holds the data this process worked with, or None when it does: the layout or epoch
@@ -242,7 +247,7 @@ class TrackletStore:
         now = time.time() if now is None else now
         statuses: list[IngestStatus | None] = [None] * len(messages)
         keys: list[str] = []
-        args: list[object] = []
+        args: list[str | int | bytes] = []
         queued: list[int] = []
         for position, message in enumerate(messages):
             if self.expected_dim is not None and int(message.descriptor.shape[0]) != self.expected_dim:
@@ -270,7 +275,7 @@ class TrackletStore:
                  "cameras": keys.cameras}
         return [named[name] for name in INGEST_KEYS]
 
-    def _ingest_args(self, message: TrackletMessage, now: float) -> list[object]:
+    def _ingest_args(self, message: TrackletMessage, now: float) -> list[str | int | bytes]:
         thumbnail = message.thumbnail_jpeg if (self.store_thumbnails and message.thumbnail_jpeg) else b""
         return encode_tracklet(message, now, thumbnail)
 
@@ -292,12 +297,12 @@ class TrackletStore:
 
     def read_stream(self, after: str, count: int) -> list[tuple[str, str]]:
         """Up to ``count`` (entry id, tracklet id) stored after stream entry ``after`` ("0-0" = from the start)."""
-        entries = self.client.xrange(self.keys.stream, min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(text(entry_id), text(fields[STREAM_ID.encode()])) for entry_id, fields in entries]
+        entries: Any = self.client.xrange(self.keys.stream, min=f"({after}" if after != "0-0" else "-", count=count)
+        return [(str(text(entry_id)), str(text(fields[STREAM_ID.encode()]))) for entry_id, fields in entries]
 
     def last_stream_id(self) -> str:
-        entries = self.client.xrevrange(self.keys.stream, count=1)
-        return text(entries[0][0]) if entries else "0-0"
+        entries: Any = self.client.xrevrange(self.keys.stream, count=1)
+        return str(text(entries[0][0])) if entries else "0-0"
 
     def cursor(self) -> str:
         return text(self.client.get(self.keys.cursor)) or "0-0"
@@ -308,7 +313,7 @@ class TrackletStore:
     def ids_ending_after(self, time_s: float, limit: int) -> list[str]:
         """The ``limit`` most recently ending tracklet ids with end time >= ``time_s``."""
         ids = self.client.zrevrangebyscore(self.keys.by_end, "+inf", time_s, start=0, num=limit)
-        return [text(i) for i in reversed(ids)]
+        return texts(reversed(ids))
 
     def allocate_identity(self) -> str:
         """A new identity id ``g<n>-<epoch>``; numbers are reserved in blocks (one round trip per block), so ids
@@ -328,11 +333,11 @@ class TrackletStore:
                 self._free_identities.extend(range(last - IDENTITY_BLOCK + 1, last + 1))
             return identity_id(self._free_identities.popleft(), epoch)
 
-    def _fenced(self, token: str):
+    def _fenced(self, token: str) -> Pipeline:
         """A transaction that runs only while ``token`` holds the lease and the store epoch is this process's
         (decisions made before Redis lost its data are never written into the new data)."""
         pipe = self.client.pipeline()
-        pipe.watch(self.keys.lease, self.keys.meta)
+        pipe.watch(self.keys.lease, self.keys.meta)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         if text(pipe.get(self.keys.lease)) != token:
             pipe.reset()
             raise LeaseLost("the association lease is held by another matcher")
@@ -342,7 +347,7 @@ class TrackletStore:
         pipe.multi()
         return pipe
 
-    def _execute_fenced(self, pipe) -> None:
+    def _execute_fenced(self, pipe: Pipeline) -> None:
         try:
             pipe.execute()
         except redis.WatchError as exc:
@@ -363,13 +368,13 @@ class TrackletStore:
             pipe.set(keys.cursor, cursor)
         self._execute_fenced(pipe)
 
-    def _write_decision(self, pipe, decision: Decision, tracklet: StoredTracklet,
+    def _write_decision(self, pipe: Pipeline, decision: Decision, tracklet: StoredTracklet,
                         matched: StoredTracklet | None, now: float) -> None:
         keys, gid = self.keys, decision.identity
         explanation = {"kind": decision.kind, "score": round(decision.score, 6), "matched": decision.matched_tracklet,
                        "candidates": [[g, round(s, 6), t] for g, s, t in decision.candidates],
                        "rejected": [list(r) for r in decision.rejected], "decided_at": now}
-        fields: dict[str, object] = {Field.IDENTITY: gid, Field.DECISION: json.dumps(explanation)}
+        fields: dict[EncodableT, EncodableT] = {Field.IDENTITY: gid, Field.DECISION: json.dumps(explanation)}
         if matched is not None:
             fields.update({Field.LINK_TO: matched.tracklet_id, Field.LINK_SCORE: repr(float(decision.score)),
                            Field.LINK_KIND: decision.kind})
@@ -384,7 +389,7 @@ class TrackletStore:
                               "camera": tracklet.camera_id, "score": round(decision.score, 6),
                               "matched": decision.matched_tracklet})
 
-    def _log(self, pipe, gid: str, entry: Mapping[str, object]) -> None:
+    def _log(self, pipe: Pipeline, gid: str, entry: Mapping[str, object]) -> None:
         pipe.rpush(self.keys.identity_log(gid), json.dumps(entry))
         pipe.ltrim(self.keys.identity_log(gid), -LOG_LENGTH, -1)
 
@@ -423,8 +428,9 @@ class TrackletStore:
         """Tracklet id -> start time of what the change moves."""
         moved = {t: tracklets[t].start_time for t in change.tracklets if t in tracklets}
         if change.kind == "merge":
-            for member, start in self.client.zrange(self.keys.members(change.source), 0, -1, withscores=True):
-                moved[text(member)] = start
+            members: Any = self.client.zrange(self.keys.members(change.source), 0, -1, withscores=True)
+            for member, start in members:
+                moved[str(text(member))] = start
         return moved
 
     # ------------------------------------------------------------------------------- retention
@@ -432,25 +438,24 @@ class TrackletStore:
     def expire(self, ingested_before: float, limit: int = 1000) -> int:
         """Delete up to ``limit`` tracklets ingested before the given time; identities left empty go too."""
         keys = self.keys
-        ids = [text(i) for i in self.client.zrangebyscore(keys.by_ingest, "-inf", f"({ingested_before!r}",
-                                                           start=0, num=limit)]
+        ids = texts(self.client.zrangebyscore(keys.by_ingest, "-inf", f"({ingested_before!r}", start=0, num=limit))
         if not ids:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for tracklet_id in ids:
             pipe.hmget(keys.tracklet(tracklet_id), (Field.CAMERA, Field.IDENTITY))
-        owners = pipe.execute()
-        identities = {text(identity) for _camera, identity in owners if identity}
+        owners = [(text(camera), text(identity)) for camera, identity in pipe.execute()]
+        identities = {identity for _camera, identity in owners if identity}
         pipe = self.client.pipeline(transaction=True)
         for tracklet_id, (camera, identity) in zip(ids, owners):
             pipe.delete(keys.tracklet(tracklet_id), keys.thumbnail(tracklet_id))
             pipe.zrem(keys.by_end, tracklet_id)
             pipe.zrem(keys.by_ingest, tracklet_id)
             if camera:
-                pipe.zrem(keys.camera_tracklets(text(camera)), tracklet_id)
-                pipe.zrem(keys.camera_links(text(camera)), tracklet_id)
+                pipe.zrem(keys.camera_tracklets(camera), tracklet_id)
+                pipe.zrem(keys.camera_links(camera), tracklet_id)
             if identity:
-                pipe.zrem(keys.members(text(identity)), tracklet_id)
+                pipe.zrem(keys.members(identity), tracklet_id)
         pipe.execute()
         self._drop_empty_identities(identities)
         self._trim_stream(ingested_before)
