@@ -34,22 +34,10 @@ from redis.client import Pipeline
 from redis.typing import EncodableT
 
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
+from keyreid_stream.matcher.state import schema
 from keyreid_stream.matcher.state.keys import LAYOUT_VERSION, Keys
 from keyreid_stream.matcher.state.records import Change, Decision, StoredTracklet, identity_id, next_epoch
-from keyreid_stream.matcher.state.schema import (
-    CONTENT_FIELDS,
-    INGEST_ARGS,
-    INGEST_KEYS,
-    STORED_FIELDS,
-    STREAM_ID,
-    Field,
-    IngestStatus,
-    decode_tracklet,
-    encode_tracklet,
-    ingest_locals,
-    text,
-    texts,
-)
+from keyreid_stream.matcher.state.schema import Field, IngestStatus, text, texts
 
 __all__ = ["LeaseLost", "StoreError", "StoreReset", "TrackletStore", "load_tracklets"]
 
@@ -63,13 +51,13 @@ IDENTITY_BLOCK = 64
 # IngestStatus per message. Messages are taken in order, so the first copy of an id wins, within a batch as across
 # batches: a later copy with the same content (schema.CONTENT_FIELDS) is a duplicate, one with other content an
 # id_conflict (rejected, the stored copy unchanged).
-_CONTENT = ", ".join(f"'{name}'" for name in CONTENT_FIELDS)
-_SAME = " and ".join(f"old[{n}] == arg_{name}" for n, name in enumerate(CONTENT_FIELDS, 1))
+_CONTENT = ", ".join(f"'{name}'" for name in schema.CONTENT_FIELDS)
+_SAME = " and ".join(f"old[{n}] == arg_{name}" for n, name in enumerate(schema.CONTENT_FIELDS, 1))
 _INGEST_SCRIPT = f"""
 local statuses = {{}}
-for i = 0, #KEYS / {len(INGEST_KEYS)} - 1 do
-  local k, a = i * {len(INGEST_KEYS)}, i * {len(INGEST_ARGS)}
-  {ingest_locals().replace(chr(10), chr(10) + "  ")}
+for i = 0, #KEYS / {len(schema.INGEST_KEYS)} - 1 do
+  local k, a = i * {len(schema.INGEST_KEYS)}, i * {len(schema.INGEST_ARGS)}
+  {schema.ingest_locals().replace(chr(10), chr(10) + "  ")}
   local status = '{IngestStatus.STORED}'
   local dim = redis.call('GET', key_model_dim)
   local old = redis.call('HMGET', key_tracklet, {_CONTENT})
@@ -91,13 +79,13 @@ for i = 0, #KEYS / {len(INGEST_KEYS)} - 1 do
       redis.call('SET', key_thumbnail, arg_thumbnail)
       thumb = '1'
     end
-    redis.call('HSET', key_tracklet, {", ".join(f"'{name}', arg_{name}" for name in INGEST_ARGS[1:-1])},
+    redis.call('HSET', key_tracklet, {", ".join(f"'{name}', arg_{name}" for name in schema.INGEST_ARGS[1:-1])},
       '{Field.THUMB}', thumb)
     redis.call('ZADD', key_by_end, arg_end, arg_id)
     redis.call('ZADD', key_by_ingest, arg_ingested, arg_id)
     redis.call('ZADD', key_camera_tracklets, arg_end, arg_id)
     redis.call('HSETNX', key_cameras, arg_camera, '{{}}')
-    redis.call('XADD', key_stream, '*', '{STREAM_ID}', arg_id)
+    redis.call('XADD', key_stream, '*', '{schema.STREAM_ID}', arg_id)
     redis.call('HINCRBY', key_stats, '{IngestStatus.STORED}', 1)
   end
   statuses[i + 1] = status
@@ -156,9 +144,9 @@ def load_tracklets(client: redis.Redis, keys: Keys, ids: Sequence[str], chunk: i
         part = ids[offset: offset + chunk]
         pipe = client.pipeline(transaction=False)
         for tracklet_id in part:
-            pipe.hmget(keys.tracklet(tracklet_id), STORED_FIELDS)
+            pipe.hmget(keys.tracklet(tracklet_id), schema.STORED_FIELDS)
         for tracklet_id, values in zip(part, pipe.execute()):
-            record = decode_tracklet(tracklet_id, values)
+            record = schema.decode_tracklet(tracklet_id, values)
             if record is not None:
                 found.append(record)
     return found
@@ -273,11 +261,11 @@ class TrackletStore:
                  "camera_tracklets": keys.camera_tracklets(message.camera_id), "stream": keys.stream,
                  "model_dim": keys.model_dim(message.model_name, message.model_version), "stats": keys.stats,
                  "cameras": keys.cameras}
-        return [named[name] for name in INGEST_KEYS]
+        return [named[name] for name in schema.INGEST_KEYS]
 
     def _ingest_args(self, message: TrackletMessage, now: float) -> list[str | int | bytes]:
         thumbnail = message.thumbnail_jpeg if (self.store_thumbnails and message.thumbnail_jpeg) else b""
-        return encode_tracklet(message, now, thumbnail)
+        return schema.encode_tracklet(message, now, thumbnail)
 
     def record_heartbeat(self, heartbeat: Heartbeat, now: float | None = None) -> None:
         record = {"timestamp": heartbeat.timestamp, "sequence": heartbeat.sequence,
@@ -298,7 +286,7 @@ class TrackletStore:
     def read_stream(self, after: str, count: int) -> list[tuple[str, str]]:
         """Up to ``count`` (entry id, tracklet id) stored after stream entry ``after`` ("0-0" = from the start)."""
         entries: Any = self.client.xrange(self.keys.stream, min=f"({after}" if after != "0-0" else "-", count=count)
-        return [(str(text(entry_id)), str(text(fields[STREAM_ID.encode()]))) for entry_id, fields in entries]
+        return [(str(text(entry_id)), str(text(fields[schema.STREAM_ID.encode()]))) for entry_id, fields in entries]
 
     def last_stream_id(self) -> str:
         entries: Any = self.client.xrevrange(self.keys.stream, count=1)
