@@ -20,6 +20,7 @@ from keyreid_stream.cli import positive_int
 
 if TYPE_CHECKING:
     from keyreid_stream.matcher.config import MatcherConfig
+    from keyreid_stream.matcher.service import MatcherReport
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.query.client import (
@@ -105,19 +106,19 @@ def _matcher(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_report(report: object) -> str:
+def format_report(report: MatcherReport) -> str:
     """The summary printed when the matcher stops."""
-    ingest, association = report.ingest, report.association  # type: ignore[attr-defined]
+    ingest, association = report.ingest, report.association
     rejected = ", ".join(f"{code} {n}" for code, n in sorted(ingest.rejected.items())) or "none"
-    where = report.endpoint or "no ingest socket (query only)"  # type: ignore[attr-defined]
+    where = report.endpoint or "no ingest socket (query only)"
     return "\n".join([
-        f"matcher ran {report.elapsed_s:.1f} s on {where}",  # type: ignore[attr-defined]
+        f"matcher ran {report.elapsed_s:.1f} s on {where}",
         (f"  ingest: {ingest.frames} frames, {ingest.stored} tracklets stored, {ingest.duplicates} duplicates, "
          f"{ingest.heartbeats} heartbeats, rejected: {rejected}"),
         (f"  association: {association.decided} decided ({association.new_identities} new identities, "
          f"{association.joined} joined, {association.continued} continued), {association.merges} merges, "
          f"{association.splits} splits, {association.expired} expired"),
-        f"  index: {report.index_size} tracklets",  # type: ignore[attr-defined]
+        f"  index: {report.index_size} tracklets",
     ])
 
 
