@@ -365,11 +365,11 @@ class MatcherQueries:
 
     @staticmethod
     def _summary(tracklet_id: str, row: Mapping[str, str | None]) -> TrackletSummary:
-        decision = _decision(row["decision"])
+        decision = _decision(row[Field.DECISION])
         return TrackletSummary(
-            tracklet_id=tracklet_id, camera_id=str(row["camera"]), track_id=int(row["track"] or 0),
-            start_time=float(row["start"] or 0), end_time=float(row["end"] or 0), num_frames=int(row["frames"] or 0),
-            has_thumbnail=row["thumb"] == "1", decision_kind=decision.kind if decision else None,
+            tracklet_id=tracklet_id, camera_id=str(row[Field.CAMERA]), track_id=int(row[Field.TRACK] or 0),
+            start_time=float(row[Field.START] or 0), end_time=float(row[Field.END] or 0), num_frames=int(row[Field.FRAMES] or 0),
+            has_thumbnail=row[Field.THUMB] == "1", decision_kind=decision.kind if decision else None,
             decision_score=decision.score if decision else None,
             matched_tracklet=decision.matched_tracklet if decision else None)
 
@@ -379,16 +379,17 @@ class MatcherQueries:
         if row is None:
             raise NotFound(f"tracklet {tracklet_id} not found")
         link = None
-        if row["link_to"]:
-            linked_camera = text(self.client.hget(self.keys.tracklet(row["link_to"]), Field.CAMERA))
-            link = LinkInfo(row["link_to"], linked_camera, float(row["link_score"] or 0), str(row["link_kind"]))
+        link_to = row[Field.LINK_TO]
+        if link_to:
+            linked_camera = text(self.client.hget(self.keys.tracklet(link_to), Field.CAMERA))
+            link = LinkInfo(link_to, linked_camera, float(row[Field.LINK_SCORE] or 0), str(row[Field.LINK_KIND]))
         summary = self._summary(tracklet_id, row)
         return TrackletView(
             tracklet_id=tracklet_id, camera_id=summary.camera_id, track_id=summary.track_id,
             start_time=summary.start_time, end_time=summary.end_time, num_frames=summary.num_frames,
-            model_name=str(row["model"]), model_version=str(row["version"]), space=str(row["space"]),
-            dim=int(row["dim"] or 0), ingested_at=float(row["ingested"] or 0), has_thumbnail=summary.has_thumbnail,
-            identity=row["identity"] or None, decision=_decision(row["decision"]), link=link)
+            model_name=str(row[Field.MODEL]), model_version=str(row[Field.VERSION]), space=str(row[Field.SPACE]),
+            dim=int(row[Field.DIM] or 0), ingested_at=float(row[Field.INGESTED] or 0), has_thumbnail=summary.has_thumbnail,
+            identity=row[Field.IDENTITY] or None, decision=_decision(row[Field.DECISION]), link=link)
 
     def thumbnail(self, tracklet_id: str) -> bytes:
         """The tracklet's JPEG thumbnail."""
@@ -412,16 +413,17 @@ class MatcherQueries:
         low, high = _check_range(start, end, ("start", "end"))
         ids = texts(self.client.zrangebyscore(self.keys.camera_links(camera), low, high, start=0, num=limit))
         rows = self._rows(ids)
-        linked = [row["link_to"] for row in rows.values() if row["link_to"]]
+        links = {tid: link_to for tid, row in rows.items() if (link_to := row[Field.LINK_TO])}
+        linked = list(links.values())
         pipe = self.client.pipeline(transaction=False)
         for tracklet_id in linked:
             pipe.hget(self.keys.tracklet(tracklet_id), Field.CAMERA)
         cameras = dict(zip(linked, (text(c) for c in (pipe.execute() if linked else []))))
-        return [LinkView(tracklet_id=tid, camera_id=str(row["camera"]), end_time=float(row["end"] or 0),
-                         identity=row["identity"] or None, linked_tracklet=row["link_to"],
-                         linked_camera=cameras.get(row["link_to"]), score=float(row["link_score"] or 0),
-                         kind=str(row["link_kind"]))
-                for tid, row in rows.items() if row["link_to"]]
+        return [LinkView(tracklet_id=tid, camera_id=str(row[Field.CAMERA]), end_time=float(row[Field.END] or 0),
+                         identity=row[Field.IDENTITY] or None, linked_tracklet=links[tid],
+                         linked_camera=cameras.get(links[tid]), score=float(row[Field.LINK_SCORE] or 0),
+                         kind=str(row[Field.LINK_KIND]))
+                for tid, row in rows.items() if tid in links]
 
     def _limit(self, value: int, name: str = "limit") -> int:
         _check(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= self.max_results,
