@@ -31,7 +31,7 @@ from report import machine, rate, write_section  # noqa: E402
 from keyreid_stream.data.sample import default_cache_dir  # noqa: E402
 from keyreid_stream.demo import DemoResult, choose_models, prepare_cameras, run_demo  # noqa: E402
 from keyreid_stream.demo.summary import link_latencies  # noqa: E402
-from keyreid_stream.matcher.client import QueryClient  # noqa: E402
+from keyreid_stream.query.client import QueryClient  # noqa: E402
 
 SECTION = "End to end: cameras -> workers -> matcher"
 LOST_AFTER_S = 1.0  # the worker's default tracklets.lost_after_s

@@ -18,9 +18,9 @@ Stages, each against the geometric ground truth:
 * association -- the online matcher (replayed on the stored tracklets in arrival order, batches as they arrived,
   one re-clustering pass at the end, as the demo does) against the offline optimum (average-linkage clustering
   of the same tracks with the same constraints, at the threshold that is best on the ground truth:
-  ``keyreid_stream.matcher.offline``): both F1 and their ratio, with the sample's transit constraint before and
+  ``keyreid_stream.matcher.association.offline``): both F1 and their ratio, with the sample's transit constraint before and
   after the transit change; then the threshold rule (``association.threshold_rule: midpoint``,
-  ``keyreid_stream.matcher.calibration``) as the matcher runs it and forced on whatever evidence there is.
+  ``keyreid_stream.matcher.association.calibration``) as the matcher runs it and forced on whatever evidence there is.
 
 Synthetic scenes: ``generate_scene`` (many cameras, distractors, look-alikes, split tracks, arrival out of order)
 at its defaults and four other kinds (noisier, more alike, both, easier), seeds 0-2 (on which the threshold rule
@@ -53,18 +53,18 @@ from report import machine, write_section  # noqa: E402
 from keyreid_stream.demo.geometry import true_view_pairs  # noqa: E402
 from keyreid_stream.eval.mot import MotTracks, read_mot  # noqa: E402
 from keyreid_stream.eval.mtmc import evaluate_camera  # noqa: E402
-from keyreid_stream.matcher.association import AssociationParams, associate  # noqa: E402
-from keyreid_stream.matcher.calibration import calibrate, estimate_threshold  # noqa: E402
-from keyreid_stream.matcher.offline import f1_score, offline_optimum  # noqa: E402
-from keyreid_stream.matcher.recluster import apply_changes, recluster  # noqa: E402
-from keyreid_stream.matcher.records import StoredTracklet  # noqa: E402
-from keyreid_stream.matcher.synthetic import (  # noqa: E402
+from keyreid_stream.matcher.association.association import AssociationParams, associate  # noqa: E402
+from keyreid_stream.matcher.association.calibration import calibrate, estimate_threshold  # noqa: E402
+from keyreid_stream.matcher.association.offline import f1_score, offline_optimum  # noqa: E402
+from keyreid_stream.matcher.association.recluster import apply_changes, recluster  # noqa: E402
+from keyreid_stream.matcher.state.records import StoredTracklet  # noqa: E402
+from keyreid_stream.matcher.association.synthetic import (  # noqa: E402
     generate_scene,
     pair_precision_recall,
     replay_scene,
     stored_tracklet,
 )
-from keyreid_stream.matcher.topology import Topology  # noqa: E402
+from keyreid_stream.matcher.association.topology import Topology  # noqa: E402
 
 LEFT, RIGHT = "cam-left", "cam-right"
 BATCH_GAP_S = 0.5  # tracklets stored within this time of the first of a batch were decided together
@@ -73,7 +73,7 @@ SYNTHETIC = {"default": {}, "harder (noise 0.8, alike 0.5)": {"noise": 0.8, "sim
              "noisy (noise 0.8)": {"noise": 0.8}, "alike (alike 0.5)": {"similar_people": 0.5},
              "easy (noise 0.3, alike 0.2)": {"noise": 0.3, "similar_people": 0.2}}
 SYNTHETIC_THRESHOLDS = np.round(np.arange(0.3, 0.8, 0.01), 2)  # the offline optimum's sweep on these scenes
-TRAINING_SEEDS = (0, 1, 2)  # the threshold rule (keyreid_stream.matcher.calibration) was chosen on these
+TRAINING_SEEDS = (0, 1, 2)  # the threshold rule (keyreid_stream.matcher.association.calibration) was chosen on these
 _FIELDS = ("tracklet_id", "camera_id", "track_id", "start_time", "end_time", "num_frames", "space", "identity",
            "ingested_at")
 
@@ -86,8 +86,8 @@ def record_demo(folder: Path) -> None:
 
     from keyreid_stream.data.sample import default_cache_dir
     from keyreid_stream.demo import choose_models, prepare_cameras, run_demo
-    from keyreid_stream.matcher.keys import Keys
-    from keyreid_stream.matcher.store import load_tracklets
+    from keyreid_stream.matcher.state.keys import Keys
+    from keyreid_stream.matcher.state.store import load_tracklets
 
     from keyreid_stream.config.schema import DemoConfig
 
@@ -312,7 +312,7 @@ def main() -> int:
         f"Machine: {machine()} (shared with other jobs while it ran).",
         f"Command: `{command}` ({time.monotonic() - started:.0f} s).", "",
         "The demo's two views (`scripts/dev demo`), stage by stage against the views' geometry:", "", *demo, "",
-        "Synthetic multi-camera scenes (`keyreid_stream.matcher.synthetic`, 4 cameras, 60 people, 40 distractors; "
+        "Synthetic multi-camera scenes (`keyreid_stream.matcher.association.synthetic`, 4 cameras, 60 people, 40 distractors; "
         "online = `AssociationParams()` defaults (before: `threshold_rule: fixed`) and with `threshold_rule: "
         "midpoint` (after), replayed 8 tracklets at a time with one re-clustering pass; pair precision/recall over "
         "tracklets; ratio = online F1 / offline optimum F1):", "", *synthetic, ""])

@@ -40,10 +40,10 @@ from report import machine, milliseconds, rate, write_section  # noqa: E402
 from keyreid_stream.contracts import TrackletMessage  # noqa: E402
 from keyreid_stream.matcher.config import MatcherConfig, local_config  # noqa: E402
 from keyreid_stream.matcher.index import GalleryIndex  # noqa: E402
-from keyreid_stream.matcher.keys import Keys  # noqa: E402
-from keyreid_stream.matcher.records import Decision, descriptor_space  # noqa: E402
 from keyreid_stream.matcher.service import MatcherThread  # noqa: E402
-from keyreid_stream.matcher.store import TrackletStore  # noqa: E402
+from keyreid_stream.matcher.state.keys import Keys  # noqa: E402
+from keyreid_stream.matcher.state.records import Decision, descriptor_space  # noqa: E402
+from keyreid_stream.matcher.state.store import TrackletStore  # noqa: E402
 from keyreid_stream.redis_server import RedisServer, free_port  # noqa: E402
 from keyreid_stream.workers.publisher import Publisher  # noqa: E402
 

@@ -14,7 +14,7 @@ Frame, tracklet and identity times are seconds on one of two clocks:
 A time below :data:`MEDIA_TIME_LIMIT` (10^9 s: 31 years of video, or 2001-09-09 as a unix time) is media time,
 anything else wall clock. :func:`format_time` writes either so that it says which it is
 (``0:01:04.6 media`` / ``2026-12-04 20:33:46 UTC``), and :func:`clock_note` is the sentence an output prints to
-say which clock its times are on. The identity browser (``matcher/browser/common.js``) follows the same rule.
+say which clock its times are on. The identity browser (``matcher/api/browser/common.js``) follows the same rule.
 """
 
 from __future__ import annotations

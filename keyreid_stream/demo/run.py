@@ -29,7 +29,7 @@ from keyreid_stream.demo.processes import ChildProcess, keyreid_command
 from keyreid_stream.demo.progress import DemoProgress, ProgressTracker
 from keyreid_stream.demo.summary import IdentityReport, cross_camera_identities
 from keyreid_stream.demo.views import CameraView, cut_overlapping_views
-from keyreid_stream.matcher.client import QueryClient, QueryError
+from keyreid_stream.query.client import QueryClient, QueryError
 
 __all__ = ["DemoCamera", "DemoInputError", "DemoResult", "DemoTimeout", "prepare_cameras", "run_demo"]
 
@@ -388,7 +388,7 @@ def _link_quality(mot_dir: Path, cameras: Sequence[DemoCamera], identities: Sequ
 def _write_report(client: QueryClient, path: Path, result: DemoResult) -> DemoResult:
     from dataclasses import replace
 
-    from keyreid_stream.matcher.report import write_report
+    from keyreid_stream.query.report import write_report
 
     notes = [f"cameras: {camera.camera_id}: {camera.description}" for camera in result.cameras]
     notes += list(result.models.lines)

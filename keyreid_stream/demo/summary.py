@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyreid_stream.clock import is_media_time
-from keyreid_stream.matcher.client import QueryClient
+from keyreid_stream.query.client import QueryClient
 
 __all__ = ["CameraSpan", "IdentityReport", "Member", "cross_camera_identities", "link_latencies"]
 

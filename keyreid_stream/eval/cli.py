@@ -75,8 +75,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
-    from keyreid_stream.matcher.client import QueryClient, QueryError, read_token
-    from keyreid_stream.matcher.motexport import export_global_ids, format_export_report
+    from keyreid_stream.credentials import read_token
+    from keyreid_stream.query.client import QueryClient, QueryError
+    from keyreid_stream.query.motexport import export_global_ids, format_export_report
 
     try:
         token = read_token(args.token_env, args.token_file)

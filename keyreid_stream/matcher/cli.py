@@ -1,5 +1,5 @@
 """``keyreid-stream matcher``: the cross-camera matcher (ZeroMQ ingest, Redis state, association, HTTP API), and
-``keyreid-stream query``: ask a running matcher (:mod:`keyreid_stream.matcher.client`).
+``keyreid-stream query``: ask a running matcher (:mod:`keyreid_stream.query.client`).
 
 SIGTERM or Ctrl-C stops receiving, finishes the batch in hand (stored and acknowledged), releases the
 association lease so that another matcher takes over at once, and exits 0; a second signal exits at once.
@@ -14,12 +14,16 @@ import os
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyreid_stream.cli import positive_int
+
+if TYPE_CHECKING:
+    from keyreid_stream.matcher.config import MatcherConfig
+    from keyreid_stream.matcher.service import MatcherReport
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
-from keyreid_stream.matcher.client import (
+from keyreid_stream.query.client import (
     DEFAULT_URL,
     TOKEN_ENV,
     QueryClient,
@@ -46,12 +50,12 @@ class MatcherInputError(Exception):
     """A configuration, topology or Redis data problem found when starting the matcher (one readable line)."""
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_matcher_command(commands)
     _add_query_command(commands)
 
 
-def _add_matcher_command(commands: argparse._SubParsersAction) -> None:
+def _add_matcher_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "matcher", help="run the cross-camera matcher: tracklets in over ZeroMQ, identities in Redis, HTTP API",
         description="Receive tracklet descriptors from the camera workers, store them in Redis, link them across "
@@ -74,7 +78,7 @@ def _add_matcher_command(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_matcher)
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - MatcherConfig, imported lazily
+def _load(args: argparse.Namespace) -> MatcherConfig:
     from keyreid_stream.matcher.config import MatcherConfig
 
     overrides = list(args.overrides)
@@ -94,7 +98,7 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - MatcherConfig, imported l
 
 def _matcher(args: argparse.Namespace) -> int:
     from keyreid_stream.matcher.service import run_matcher
-    from keyreid_stream.matcher.store import StoreError
+    from keyreid_stream.matcher.state.store import StoreError
 
     _, report = run_until_stopped(lambda: _load(args), run_matcher, stopping="finishing the batch in hand",
                                   input_error=MatcherInputError, run_errors=(ValueError, OSError, StoreError))
@@ -102,19 +106,19 @@ def _matcher(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_report(report: object) -> str:
+def format_report(report: MatcherReport) -> str:
     """The summary printed when the matcher stops."""
-    ingest, association = report.ingest, report.association  # type: ignore[attr-defined]
+    ingest, association = report.ingest, report.association
     rejected = ", ".join(f"{code} {n}" for code, n in sorted(ingest.rejected.items())) or "none"
-    where = report.endpoint or "no ingest socket (query only)"  # type: ignore[attr-defined]
+    where = report.endpoint or "no ingest socket (query only)"
     return "\n".join([
-        f"matcher ran {report.elapsed_s:.1f} s on {where}",  # type: ignore[attr-defined]
-        f"  ingest: {ingest.frames} frames, {ingest.stored} tracklets stored, {ingest.duplicates} duplicates, "
-        f"{ingest.heartbeats} heartbeats, rejected: {rejected}",
-        f"  association: {association.decided} decided ({association.new_identities} new identities, "
-        f"{association.joined} joined, {association.continued} continued), {association.merges} merges, "
-        f"{association.splits} splits, {association.expired} expired",
-        f"  index: {report.index_size} tracklets",  # type: ignore[attr-defined]
+        f"matcher ran {report.elapsed_s:.1f} s on {where}",
+        (f"  ingest: {ingest.frames} frames, {ingest.stored} tracklets stored, {ingest.duplicates} duplicates, "
+         f"{ingest.heartbeats} heartbeats, rejected: {rejected}"),
+        (f"  association: {association.decided} decided ({association.new_identities} new identities, "
+         f"{association.joined} joined, {association.continued} continued), {association.merges} merges, "
+         f"{association.splits} splits, {association.expired} expired"),
+        f"  index: {report.index_size} tracklets",
     ])
 
 
@@ -160,7 +164,7 @@ def run_query(args: argparse.Namespace) -> int:
     return 1 if degraded else 0
 
 
-def _add_query_command(commands: argparse._SubParsersAction) -> None:
+def _add_query_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "query", help="ask a running matcher: identities, tracklets, links, search",
         description="Query a running matcher's HTTP API. The token, when the API needs one, is read from the "
@@ -189,8 +193,8 @@ def _add_query_options(parser: argparse.ArgumentParser, *, on_subcommand: bool =
                        help="seconds to wait for an answer (default 10)")
 
 
-def _add_query_subcommands(sub: argparse._SubParsersAction) -> None:
-    def add(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's own name
+def _add_query_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def add(name: str, help: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help)
         _add_query_options(parser, on_subcommand=True)
         return parser

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from keyreid_stream.config.schema import LoggingConfig, _require
-from keyreid_stream.matcher.association import AssociationParams
-from keyreid_stream.matcher.keys import Keys
+from keyreid_stream.matcher.association.association import AssociationParams
+from keyreid_stream.matcher.state.keys import Keys
 
 __all__ = ["ApiConfig", "AssociationConfig", "IndexConfig", "IngestConfig", "MatcherConfig", "RedisConfig",
            "RetentionConfig", "SearchConfig", "local_config", "parse_http_address"]
@@ -183,7 +183,7 @@ def parse_http_address(text: str) -> tuple[str, int]:
 
 
 def local_config(redis_url: str, *, listen: str = "", http: str = "", retention_s: float = 0.0,
-                 **association: object) -> MatcherConfig:
+                 **association: Any) -> MatcherConfig:
     """A matcher on this machine (tests, benchmarks, the demo): ingest on ``listen`` (default: a free port on
     127.0.0.1), the API only when ``http`` is given, no token, no retention unless asked; ``association``
     overrides :class:`AssociationConfig` fields."""

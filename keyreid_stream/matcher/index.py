@@ -4,7 +4,7 @@
   lists (``IndexIVFFlat``) when large, or an HNSW graph (``IndexHNSWFlat``) on request; string tracklet ids mapped
   to faiss' int64 labels.
 * :class:`GalleryIndex` -- one :class:`VectorIndex` per descriptor space (see
-  :func:`~keyreid_stream.matcher.records.descriptor_space`), created on the first add to that space, optionally
+  :func:`~keyreid_stream.matcher.state.records.descriptor_space`), created on the first add to that space, optionally
   over truncated descriptors (``max_dim``).
 
 Why IVF for large indexes: the matcher rebuilds its index from Redis at every start. An IVF index is trained once
@@ -27,15 +27,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
-import faiss
+import faiss as _faiss
 import numpy as np
-from faiss.contrib.inspect_tools import get_invlist
+from faiss.contrib.inspect_tools import get_invlist as _get_invlist
 
-from keyreid_stream.matcher.records import normalize
+from keyreid_stream.matcher.state.records import normalize
+
+# faiss's bundled type stubs know the base classes only (no SWIG downcasts: .hnsw, .nlist, .id_map,
+# SearchParametersHNSW), so the module is used untyped here.
+faiss: Any = _faiss
+get_invlist: Callable[..., tuple[np.ndarray, np.ndarray]] = _get_invlist
 
 __all__ = ["GalleryIndex", "IndexKind", "VectorIndex", "VectorIndexError"]
 
@@ -158,7 +163,7 @@ class VectorIndex:
     def memory_bytes(self) -> int:
         """Approximate memory held: stored vectors, faiss labels, the HNSW graph and the Python id maps."""
         with self._lock:
-            stored = self._index.ntotal
+            stored = int(self._index.ntotal)
             total = stored * (self.dim * 4 + 8) + self._names.nbytes + self._live.nbytes
             total += len(self._labels) * _ID_OVERHEAD_BYTES
             if self._kind_in_use == "hnsw":
@@ -374,7 +379,7 @@ class GalleryIndex:
     are its global feature: a million tracklets need 3 GB instead of 77 GB). A space still takes vectors of its
     full dimension (the first add fixes it; other sizes are errors), but the scores returned are then the cosine
     of the TRUNCATED vectors: callers re-score the candidates exactly against the full descriptors (the query
-    layer does, see :class:`~keyreid_stream.matcher.queries.MatcherQueries`), and should ask for more candidates
+    layer does, see :class:`~keyreid_stream.matcher.api.queries.MatcherQueries`), and should ask for more candidates
     than they keep, since the ranking is approximate.
     """
 

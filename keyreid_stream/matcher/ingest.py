@@ -1,7 +1,7 @@
 """ZeroMQ ingest: the ROUTER socket the workers' DEALERs connect to (the protocol is in ``docs/protocol.md``).
 
 A batch of frames is decoded, its tracklet messages are stored in Redis in one round trip, in the order they
-arrived (:meth:`~keyreid_stream.matcher.store.TrackletStore.ingest`), and only then acknowledged: ``ok`` for
+arrived (:meth:`~keyreid_stream.matcher.state.store.TrackletStore.ingest`), and only then acknowledged: ``ok`` for
 stored and for duplicates (a retransmission of something already stored, also earlier in the same batch), the
 rejection code otherwise. While Redis is unreachable the batch is retried with backoff and nothing is
 acknowledged, so the workers keep their copies. Frames that do not decode (or hold more than one payload frame,
@@ -26,10 +26,11 @@ import zmq
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
-from keyreid_stream.matcher.images import ImageError, check_image
-from keyreid_stream.matcher.store import DUPLICATE, STORED, TrackletStore
+from keyreid_stream.matcher.api.images import ImageError, check_image
+from keyreid_stream.matcher.state.schema import IngestStatus
+from keyreid_stream.matcher.state.store import TrackletStore
 
-__all__ = ["Ingestor", "IngestStats", "Outage", "bind_router"]
+__all__ = ["IngestStats", "Ingestor", "Outage", "bind_router"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class IngestStats:
     acks: int = 0
     batches: int = 0
     redis_retries: int = 0
-    rejected: Counter = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 class Outage:
@@ -80,7 +81,7 @@ class Outage:
         return self.since is not None
 
 
-def bind_router(context: zmq.Context, endpoint: str) -> zmq.Socket:
+def bind_router(context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> zmq.Socket[bytes]:
     """The matcher's ROUTER socket, bound; ``LAST_ENDPOINT`` tells the port when ``endpoint`` asked for ``*``."""
     router = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
@@ -104,7 +105,7 @@ def bind_router(context: zmq.Context, endpoint: str) -> zmq.Socket:
 class Ingestor:
     """Receives, stores and acknowledges; call :meth:`run` in one thread (ZeroMQ sockets are not thread-safe)."""
 
-    def __init__(self, router: zmq.Socket, store: TrackletStore, *, batch_size: int = 256,
+    def __init__(self, router: zmq.Socket[bytes], store: TrackletStore, *, batch_size: int = 256,
                  backoff_s: tuple[float, float] = (0.2, 5.0), on_stored: Callable[[int], None] | None = None) -> None:
         self.router, self.store, self.batch_size = router, store, batch_size
         self.outage = Outage("ingest", backoff_s)
@@ -125,7 +126,7 @@ class Ingestor:
             self.running = False
 
     def _receive_batch(self) -> list[list[bytes]]:
-        batch = []
+        batch: list[list[bytes]] = []
         while len(batch) < self.batch_size:
             try:
                 batch.append(self.router.recv_multipart(zmq.NOBLOCK))
@@ -137,7 +138,7 @@ class Ingestor:
         """Decode, store and acknowledge one batch of ROUTER messages ``[identity, payload]``."""
         accepted: list[tuple[bytes, TrackletMessage]] = []
         heartbeats: list[Heartbeat] = []
-        rejected: Counter = Counter()
+        rejected: Counter[str] = Counter()
         for frames in batch:
             self.stats.frames += 1
             message = self._decode(frames, rejected)
@@ -149,13 +150,13 @@ class Ingestor:
         if statuses is None:
             return  # stopping while Redis is down: nothing acknowledged, the workers keep their copies
         for (identity, message), status in zip(accepted, statuses):
-            self._ack(identity, message.message_id, wire.ACK_OK if status in (STORED, DUPLICATE) else status)
-            if status not in (STORED, DUPLICATE):
+            self._ack(identity, message.message_id, wire.ACK_OK if status.accepted else status)
+            if not status.accepted:
                 self._reject(status, f"tracklet {message.message_id} from camera {message.camera_id}", rejected,
                              count=False)
         self.stats.batches += 1
 
-    def _decode(self, frames: list[bytes], rejected: Counter) -> TrackletMessage | Heartbeat | None:
+    def _decode(self, frames: list[bytes], rejected: Counter[str]) -> TrackletMessage | Heartbeat | None:
         if len(frames) != 2:
             self._refuse(frames, MULTIPART, f"expected one frame per message, got {len(frames) - 1}", rejected)
             return None
@@ -172,7 +173,7 @@ class Ingestor:
                 return None
         return message
 
-    def _refuse(self, frames: list[bytes], code: str, detail: str, rejected: Counter) -> None:
+    def _refuse(self, frames: list[bytes], code: str, detail: str, rejected: Counter[str]) -> None:
         """Count and log a rejected frame, and reject it by id when its id can be read (see
         :func:`~keyreid_stream.wire.peek_message_id`: never a heartbeat)."""
         self._reject(code, detail, rejected)
@@ -180,8 +181,8 @@ class Ingestor:
         if message_id is not None:
             self._ack(frames[0], message_id, code)
 
-    def _store(self, messages: list[TrackletMessage], heartbeats: list[Heartbeat], rejected: Counter,
-               stop: threading.Event) -> list[str] | None:
+    def _store(self, messages: list[TrackletMessage], heartbeats: list[Heartbeat], rejected: Counter[str],
+               stop: threading.Event) -> list[IngestStatus] | None:
         """Store the batch's tracklets in order; their statuses (None when stopped while Redis is down)."""
         counts = {"received": len(messages) + sum(rejected.values())}
         counts.update({f"rejected:{code}": n for code, n in rejected.items()})
@@ -197,9 +198,9 @@ class Ingestor:
                 self.stats.redis_retries += 1
                 if stop.wait(self.outage.failed(exc)):
                     return None
-        stored = sum(status == STORED for status in statuses)
+        stored = sum(status is IngestStatus.STORED for status in statuses)
         self.stats.stored += stored
-        self.stats.duplicates += sum(status == DUPLICATE for status in statuses)
+        self.stats.duplicates += sum(status is IngestStatus.DUPLICATE for status in statuses)
         self.stats.heartbeats += len(heartbeats)
         if stored and self._on_stored is not None:
             self._on_stored(stored)
@@ -212,7 +213,7 @@ class Ingestor:
         except zmq.ZMQError as exc:  # the peer is gone or its pipe is full: it retransmits and we ack again
             logger.debug("ack %s not sent: %s", message_id, exc)
 
-    def _reject(self, code: str, detail: str, rejected: Counter, count: bool = True) -> None:
+    def _reject(self, code: str, detail: str, rejected: Counter[str], count: bool = True) -> None:
         self.stats.rejected[code] += 1
         if count:
             rejected[code] += 1

@@ -2,7 +2,7 @@
 
 Threads: the caller's thread runs the :class:`~keyreid_stream.matcher.ingest.Ingestor` on the ROUTER socket
 (with ``ingest.enabled: false``, a query-only matcher, there is no socket and the caller's thread only waits);
-one thread runs the :class:`~keyreid_stream.matcher.leader.Associator`; one keeps the faiss
+one thread runs the :class:`~keyreid_stream.matcher.association.leader.Associator`; one keeps the faiss
 :class:`~keyreid_stream.matcher.index.GalleryIndex` in step with Redis (:class:`IndexSync`: rebuilt from Redis at
 start, then tailing the stream of stored tracklets, so it also sees what other matchers ingest); uvicorn serves
 the HTTP API in another. Each thread survives Redis outages with backoff. ``stop`` ends them all.
@@ -15,23 +15,30 @@ import re
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
 import redis
 import zmq
 
-from keyreid_stream.matcher.client import read_token
+from keyreid_stream.credentials import read_token
+from keyreid_stream.matcher.association.leader import AssociationStats, Associator
+from keyreid_stream.matcher.association.topology import Topology, load_topology
 from keyreid_stream.matcher.config import MatcherConfig, parse_http_address
 from keyreid_stream.matcher.index import GalleryIndex
 from keyreid_stream.matcher.ingest import Ingestor, IngestStats, Outage, bind_router
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.leader import AssociationStats, Associator
-from keyreid_stream.matcher.lease import Lease
-from keyreid_stream.matcher.store import TrackletStore, load_tracklets
-from keyreid_stream.matcher.topology import load_topology
+from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.matcher.state.lease import Lease
+from keyreid_stream.matcher.state.records import StoredTracklet
+from keyreid_stream.matcher.state.schema import STREAM_ID, text
+from keyreid_stream.matcher.state.store import TrackletStore, load_tracklets
 
-__all__ = ["IndexSync", "MatcherReport", "MatcherThread", "connect_redis", "read_token", "run_matcher"]
+if TYPE_CHECKING:
+    from keyreid_stream.matcher.api.api import ApiServer
+
+__all__ = ["IndexSync", "MatcherReport", "MatcherThread", "connect_redis", "run_matcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +91,9 @@ class IndexSync:
 
     def check_store(self) -> bool:
         """Recover when Redis lost the data (see the class docstring); True when it did."""
-        reason = self.store.lost_data(self.after) if self.store is not None else None
+        if self.store is None:
+            return False
+        reason = self.store.lost_data(self.after)
         if reason is None:
             return False
         old, new = self.store.recover()
@@ -104,27 +113,27 @@ class IndexSync:
         start = time.monotonic()
         added, offset = 0, 0
         while True:
-            ids = [i.decode() for i in self.client.zrange(self.keys.by_ingest, offset, offset + SYNC_CHUNK - 1)]
+            ids = [str(text(i)) for i in self.client.zrange(self.keys.by_ingest, offset, offset + SYNC_CHUNK - 1)]
             if not ids:
                 break
             added += self._add(ids)
             offset += len(ids)
-        self.after = store_after[0][0].decode() if store_after else "0-0"
+        self.after = str(text(store_after[0][0])) if store_after else "0-0"
         self.ready = True
         logger.info("vector index: %d tracklets loaded from Redis in %.1f s", added, time.monotonic() - start)
         return added
 
     def poll(self, block_ms: int = 500) -> int:
         """Add what was stored since the last call (waits up to ``block_ms`` for something new)."""
-        reply = self.client.xread({self.keys.stream: self.after}, count=SYNC_CHUNK, block=block_ms)
+        reply: Any = self.client.xread({self.keys.stream: self.after}, count=SYNC_CHUNK, block=block_ms)
         if not reply:
             return 0
         entries = reply[0][1]
-        self.after = entries[-1][0].decode()
-        return self._add([fields[b"id"].decode() for _, fields in entries])
+        self.after = str(text(entries[-1][0]))
+        return self._add([str(text(fields[STREAM_ID.encode()])) for _, fields in entries])
 
     def _add(self, ids: list[str]) -> int:
-        by_space: dict[str, list] = defaultdict(list)
+        by_space: dict[str, list[StoredTracklet]] = defaultdict(list)
         for tracklet in load_tracklets(self.client, self.keys, ids):
             by_space[tracklet.space].append(tracklet)
         added = 0
@@ -134,7 +143,7 @@ class IndexSync:
         return added
 
 
-def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,  # noqa: ANN001
+def _loop(name: str, step: Callable[[], object], stop: threading.Event, backoff_s: tuple[float, float], idle_s: float,
           outage: Outage | None = None) -> None:
     """Call ``step()`` until ``stop``; Redis errors back off, other errors are logged and retried."""
     outage = outage or Outage(name, backoff_s)
@@ -145,7 +154,7 @@ def _loop(name: str, step, stop: threading.Event, backoff_s: tuple[float, float]
         except redis.RedisError as exc:
             stop.wait(outage.failed(exc))
             continue
-        except Exception:  # noqa: BLE001 - a bug in one cycle must not stop the matcher
+        except Exception:
             logger.exception("%s: unexpected error (retrying in %.0f s)", name, backoff_s[1])
             stop.wait(backoff_s[1])
             continue
@@ -157,7 +166,7 @@ class _Threads:
     def __init__(self) -> None:
         self.threads: list[threading.Thread] = []
 
-    def start(self, name: str, target, *args) -> None:  # noqa: ANN001
+    def start(self, name: str, target: Callable[..., object], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=f"matcher-{name}", daemon=True)
         thread.start()
         self.threads.append(thread)
@@ -169,7 +178,7 @@ class _Threads:
 
 
 def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threading.Event | None = None,
-                context: zmq.Context | None = None) -> MatcherReport:
+                context: zmq.Context[zmq.Socket[bytes]] | None = None) -> MatcherReport:
     """Run a matcher until ``stop`` is set. ``ready`` is set once the socket (unless ``ingest.enabled`` is false)
     and the API accept connections: that is before Redis answers, so that ``/health`` tells why the matcher is not
     working yet (503) while it waits for Redis."""
@@ -224,7 +233,7 @@ def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threadin
         lease.release()
         if router is not None:
             router.close(linger=0)
-        if own_context:
+        if own_context and context is not None:
             context.term()
         client.close()
     return MatcherReport(time.monotonic() - started, ingestor.stats if ingestor else IngestStats(),
@@ -232,6 +241,7 @@ def run_matcher(config: MatcherConfig, stop: threading.Event, *, ready: threadin
                          f"{api.host}:{api.port}" if api else "")
 
 
+@final
 class MatcherThread:
     """:func:`run_matcher` in a background thread, for tests, benchmarks and the demo; a context manager.
 
@@ -239,7 +249,7 @@ class MatcherThread:
     ``stop()`` ends the matcher gracefully and returns its report.
     """
 
-    def __init__(self, config: MatcherConfig, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, config: MatcherConfig, *, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
         self.config, self.context = config, context
         self.stop_event, self._ready = threading.Event(), threading.Event()
         self.report: MatcherReport | None = None
@@ -296,7 +306,7 @@ def _wait_for_redis(store: TrackletStore, stop: threading.Event, outage: Outage)
     return False
 
 
-def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology) -> Associator | None:  # noqa: ANN001
+def _associator(config: MatcherConfig, store: TrackletStore, lease: Lease, topology: Topology | None) -> Associator | None:
     settings = config.association
     if not settings.enabled:
         logger.info("association is disabled: this matcher only ingests and answers queries")
@@ -340,12 +350,12 @@ def _running_status(ingestor: Ingestor | None, associator: Associator | None, sy
 
 
 def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: GalleryIndex, token: str | None,
-               status):  # noqa: ANN001, ANN202 - ApiServer | None
+               status: Callable[[], Mapping[str, object]]) -> ApiServer | None:
     if not config.api.http:
         return None
-    from keyreid_stream.matcher.answers import Thresholds
-    from keyreid_stream.matcher.api import ApiServer, create_app
-    from keyreid_stream.matcher.queries import MatcherQueries
+    from keyreid_stream.matcher.api.answers import Thresholds
+    from keyreid_stream.matcher.api.api import ApiServer, create_app
+    from keyreid_stream.matcher.api.queries import MatcherQueries
 
     host, port = parse_http_address(config.api.http)
     if token is None and host not in ("127.0.0.1", "localhost", "::1"):
@@ -353,7 +363,7 @@ def _start_api(config: MatcherConfig, client: redis.Redis, keys: Keys, index: Ga
                        "(set $%s or api.token_file)", config.api.http, config.api.token_env)
     embed_crop = None
     if config.search.arch:
-        from keyreid_stream.matcher.search import crop_embedder_from_config
+        from keyreid_stream.matcher.api.search import crop_embedder_from_config
 
         s = config.search
         embed_crop = crop_embedder_from_config(s.arch, s.checkpoint, s.checkpoint_kind, s.allow_pickle, s.device)

@@ -195,8 +195,8 @@ def test_every_shipped_config_loads(path: Path) -> None:
     schema, worker configs (cameras / detector / embedding) into the worker's, matcher configs (ingest /
     association / index) into the matcher's, camera topologies (transits) through the topology reader, the others
     into the service schema."""
+    from keyreid_stream.matcher.association.topology import Topology, load_topology
     from keyreid_stream.matcher.config import MatcherConfig
-    from keyreid_stream.matcher.topology import Topology, load_topology
     from keyreid_stream.train.config import TrainingConfig
     from keyreid_stream.workers.config import WorkerConfig
 

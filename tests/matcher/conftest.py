@@ -25,9 +25,9 @@ import pytest
 
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
 from keyreid_stream.matcher.index import GalleryIndex
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.records import Change, Decision, descriptor_space
-from keyreid_stream.matcher.store import TrackletStore, load_tracklets
+from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.matcher.state.records import Change, Decision, descriptor_space
+from keyreid_stream.matcher.state.store import TrackletStore, load_tracklets
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # matcher_harness.py beside the tests (importlib mode)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -193,7 +193,7 @@ def shared(module_redis: object) -> Iterator[Scenario]:
 
 
 def start_api(queries: object, **kwargs: object) -> object:
-    from keyreid_stream.matcher.api import ApiServer, create_app
+    from keyreid_stream.matcher.api.api import ApiServer, create_app
 
     return ApiServer(create_app(queries, **kwargs), "127.0.0.1", 0).start()  # type: ignore[arg-type]
 
@@ -216,14 +216,14 @@ def serve() -> Iterator[Callable[..., object]]:
 
 @pytest.fixture
 def queries(populated: Scenario) -> object:
-    from keyreid_stream.matcher.queries import MatcherQueries
+    from keyreid_stream.matcher.api.queries import MatcherQueries
 
     return MatcherQueries(populated.client, populated.keys, populated.index, max_results=50)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def shared_queries(shared: Scenario) -> object:
-    from keyreid_stream.matcher.queries import MatcherQueries
+    from keyreid_stream.matcher.api.queries import MatcherQueries
 
     return MatcherQueries(shared.client, shared.keys, shared.index, max_results=50)  # type: ignore[arg-type]
 
@@ -247,7 +247,7 @@ def secured_server(shared_queries: object) -> Iterator[object]:
 @pytest.fixture(scope="module")
 def crop_embedder() -> object:
     """Image search's embedder with the tiny random-weight re-ID model."""
-    from keyreid_stream.matcher.search import CropEmbedder
+    from keyreid_stream.matcher.api.search import CropEmbedder
     from keyreid_stream.workers.embedder import load_embedding_model
 
     return CropEmbedder(load_embedding_model("keyreid_test"))

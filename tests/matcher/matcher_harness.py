@@ -14,8 +14,8 @@ import numpy as np
 import zmq
 
 from keyreid_stream.matcher.config import MatcherConfig, RedisConfig, local_config
-from keyreid_stream.matcher.records import StoredTracklet
 from keyreid_stream.matcher.service import MatcherThread
+from keyreid_stream.matcher.state.records import StoredTracklet
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, what: str = "condition") -> None:

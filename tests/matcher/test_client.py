@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from keyreid_stream.matcher.api.queries import MatcherQueries
 from keyreid_stream.matcher.cli import add_commands
-from keyreid_stream.matcher.client import QueryError, parse_time
-from keyreid_stream.matcher.queries import MatcherQueries
+from keyreid_stream.query.client import QueryError, parse_time
 from keyreid_stream.redis_server import free_port
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -218,7 +218,7 @@ def test_bad_times_are_usage_errors(query, text: str, capsys: pytest.CaptureFixt
 
 def test_summaries_show_media_time_as_media_time() -> None:
     """The query CLI follows the clock rule: ISO-8601 UTC for wall-clock times, media time said so."""
-    from keyreid_stream.matcher.client import format_identities
+    from keyreid_stream.query.client import format_identities
 
     rows = [{"identity_id": "g2", "last_seen": 75.8, "first_seen": 4.6, "num_tracklets": 3, "cameras": ["cam1"]},
             {"identity_id": "g1", "last_seen": T0 + 50, "first_seen": T0, "num_tracklets": 1, "cameras": ["cam2"]}]

@@ -12,8 +12,8 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from keyreid_stream.matcher.config import IndexConfig  # noqa: E402
-from keyreid_stream.matcher.index import GalleryIndex, VectorIndex, VectorIndexError  # noqa: E402
+from keyreid_stream.matcher.config import IndexConfig
+from keyreid_stream.matcher.index import GalleryIndex, VectorIndex, VectorIndexError
 
 KINDS = ["flat", "ivf", "hnsw"]
 LOGGER = "keyreid_stream.matcher.index"
@@ -283,17 +283,17 @@ def test_vectors_are_renormalised() -> None:
 
 
 BAD_INPUTS = [
-    ("add", dict(ids=make_ids(2), vectors=np.ones((2, 9), np.float32)), "dimension 9"),
-    ("add", dict(ids=make_ids(2), vectors=np.ones(8, np.float32)), "2-D"),
-    ("add", dict(ids=make_ids(3), vectors=np.ones((2, 8), np.float32)), "3 ids for 2 vectors"),
-    ("add", dict(ids=make_ids(2), vectors=np.array([[np.nan] * 8, [1.0] * 8], np.float32)), "NaN"),
-    ("add", dict(ids=make_ids(1), vectors=np.array([[np.inf] + [0.0] * 7])), "infinite"),
-    ("add", dict(ids=[1, 2], vectors=np.ones((2, 8), np.float32)), "strings"),
-    ("add", dict(ids="ab", vectors=np.ones((2, 8), np.float32)), "single string"),
-    ("add", dict(ids=make_ids(1), vectors=np.array([["x"] * 8])), "float array"),
-    ("search", dict(queries=np.ones((1, 8), np.float32), k=0), "k must be >= 1"),
-    ("search", dict(queries=np.ones((1, 7), np.float32), k=1), "dimension 7"),
-    ("search", dict(queries=np.full((1, 8), np.nan, np.float32), k=1), "NaN"),
+    ("add", {"ids": make_ids(2), "vectors": np.ones((2, 9), np.float32)}, "dimension 9"),
+    ("add", {"ids": make_ids(2), "vectors": np.ones(8, np.float32)}, "2-D"),
+    ("add", {"ids": make_ids(3), "vectors": np.ones((2, 8), np.float32)}, "3 ids for 2 vectors"),
+    ("add", {"ids": make_ids(2), "vectors": np.array([[np.nan] * 8, [1.0] * 8], np.float32)}, "NaN"),
+    ("add", {"ids": make_ids(1), "vectors": np.array([[np.inf] + [0.0] * 7])}, "infinite"),
+    ("add", {"ids": [1, 2], "vectors": np.ones((2, 8), np.float32)}, "strings"),
+    ("add", {"ids": "ab", "vectors": np.ones((2, 8), np.float32)}, "single string"),
+    ("add", {"ids": make_ids(1), "vectors": np.array([["x"] * 8])}, "float array"),
+    ("search", {"queries": np.ones((1, 8), np.float32), "k": 0}, "k must be >= 1"),
+    ("search", {"queries": np.ones((1, 7), np.float32), "k": 1}, "dimension 7"),
+    ("search", {"queries": np.full((1, 8), np.nan, np.float32), "k": 1}, "NaN"),
 ]
 
 
@@ -308,8 +308,8 @@ def test_bad_input_raises(kind: str, method: str, kwargs: dict, message: str) ->
 
 
 BAD_SETTINGS = [
-    dict(dim=0), dict(dim=8, kind="lsh"), dict(dim=8, hnsw_m=1), dict(dim=8, flat_max=-1), dict(dim=8, threads=0),
-    dict(dim=8, nprobe=0), dict(dim=8, nlist=0),
+    {"dim": 0}, {"dim": 8, "kind": "lsh"}, {"dim": 8, "hnsw_m": 1}, {"dim": 8, "flat_max": -1}, {"dim": 8, "threads": 0},
+    {"dim": 8, "nprobe": 0}, {"dim": 8, "nlist": 0},
 ]
 
 
@@ -453,12 +453,12 @@ def test_index_config_defaults_reach_the_index() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    (dict(kind="lsh"), "index.kind"),
-    (dict(nprobe=0), "index.nprobe"),
-    (dict(nlist=0), "index.nlist"),
-    (dict(max_dim=0), "index.max_dim"),
-    (dict(flat_max=0), "index.flat_max"),
-    (dict(threads=0), "index.threads"),
+    ({"kind": "lsh"}, "index.kind"),
+    ({"nprobe": 0}, "index.nprobe"),
+    ({"nlist": 0}, "index.nlist"),
+    ({"max_dim": 0}, "index.max_dim"),
+    ({"flat_max": 0}, "index.flat_max"),
+    ({"threads": 0}, "index.threads"),
 ])
 def test_index_config_rejects(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -18,8 +18,8 @@ import zmq
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
 from keyreid_stream.matcher.ingest import Ingestor, bind_router
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.store import TrackletStore
+from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.matcher.state.store import TrackletStore
 
 T0 = 1_700_000_000.0
 YEAR_2100 = 4_102_444_800.0  # contracts.MAX_MESSAGE_TIME

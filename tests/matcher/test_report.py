@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from keyreid_stream.matcher.client import QueryClient, QueryError
-from keyreid_stream.matcher.queries import MatcherQueries
-from keyreid_stream.matcher.report import write_report
+from keyreid_stream.matcher.api.queries import MatcherQueries
+from keyreid_stream.query.client import QueryClient, QueryError
+from keyreid_stream.query.report import write_report
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -57,7 +57,7 @@ class Page(HTMLParser):
         self.text.append(data)
 
 
-def read(path) -> Page:  # noqa: ANN001
+def read(path) -> Page:
     page = Page()
     page.feed(path.read_text(encoding="utf-8"))
     page.close()

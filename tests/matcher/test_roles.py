@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 import redis
 from matcher_harness import matcher_config, running_matcher, wait_until
+from keyreid_stream.matcher.association.synthetic import generate_scene
 
 from keyreid_stream.cli import main
 from keyreid_stream.matcher.config import AssociationConfig, IngestConfig
-from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.service import MatcherThread, run_matcher
-from keyreid_stream.matcher.synthetic import generate_scene
+from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
 
@@ -151,7 +151,7 @@ def test_api_only_matcher_serves_what_another_matcher_ingested(redis_client, zmq
 
 def test_api_only_matcher_in_a_thread_binds_nothing(redis_client, monkeypatch) -> None:
     """``ingest.enabled: false`` skips the ROUTER socket and the Ingestor entirely (no ZeroMQ context either)."""
-    import keyreid_stream.matcher.service as service
+    from keyreid_stream.matcher import service
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("an API-only matcher must not bind a ZeroMQ socket")

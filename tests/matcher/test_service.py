@@ -26,11 +26,11 @@ import pytest
 import redis
 import zmq
 from matcher_harness import matcher_config, running_matcher, wait_until
+from keyreid_stream.matcher.association.synthetic import generate_scene, pair_precision_recall
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import TrackletMessage
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.synthetic import generate_scene, pair_precision_recall
+from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
 
@@ -88,7 +88,7 @@ def _assert_consistent(client: redis.Redis, ids: Sequence[str]) -> None:
     assert {i: owners.get(i) for i in ids} == dict(zip(ids, identities))
 
 
-def _quality(client: redis.Redis, scene) -> tuple[float, float]:  # noqa: ANN001
+def _quality(client: redis.Redis, scene) -> tuple[float, float]:
     ids = [t.message.message_id for t in scene.tracklets]
     return pair_precision_recall([t.person for t in scene.tracklets], _identities(client, ids))
 
@@ -132,7 +132,7 @@ def _link_scene(redis_client, zmq_context, folder: Path, scene, **association): 
     return matcher
 
 
-def _write_topology(scene, folder: Path) -> str:  # noqa: ANN001
+def _write_topology(scene, folder: Path) -> str:
     """The scene's camera topology as the YAML file a user would write (JSON is YAML)."""
     topology = scene.topology
     path = folder / "topology.yaml"
@@ -318,7 +318,8 @@ def test_several_matchers_share_one_redis(redis_client, zmq_context, tmp_path) -
         wait_until(lambda: redis_client.get(KEYS.lease) not in (None, owner), 10, "a new lease owner")
         again = stack.enter_context(running_matcher(configs[0]))  # restarted on the same port
         for publisher, part in zip(publishers, by_matcher):
-            wait_until(lambda p=publisher, c=len(part): _all_acked(p, c), 90, "all acks")
+            count = len(part)
+            wait_until(lambda p=publisher, c=count: _all_acked(p, c), 90, "all acks")
         wait_until(lambda: _decided(redis_client, n), 60, "association")
         time.sleep(1.5)
         for publisher in publishers:
@@ -373,7 +374,8 @@ def test_killed_lease_holder_is_replaced_by_another_process(redis_client, zmq_co
         wait_until(lambda: redis_client.get(KEYS.lease) not in (None, holder), 30, "the lease taken over")
         processes.append(_matcher_process(url, ports[0], log, *extra))  # the killed one comes back
         for publisher, part in zip(publishers, parts):
-            wait_until(lambda p=publisher, c=len(part): _all_acked(p, c), 90, "all acks")
+            count = len(part)
+            wait_until(lambda p=publisher, c=count: _all_acked(p, c), 90, "all acks")
         wait_until(lambda: _decided(redis_client, len(messages)), 60, "association")
         for publisher in publishers:
             publisher.close(1.0)

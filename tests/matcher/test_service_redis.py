@@ -24,10 +24,10 @@ import zmq
 from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.contracts import TrackletMessage
-from keyreid_stream.matcher.keys import Keys
-from keyreid_stream.matcher.records import IDENTITY_ID_PATTERN
 from keyreid_stream.matcher.service import MatcherThread
-from keyreid_stream.matcher.store import StoreReset, TrackletStore
+from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.matcher.state.records import IDENTITY_ID_PATTERN
+from keyreid_stream.matcher.state.store import StoreReset, TrackletStore
 from keyreid_stream.redis_server import RedisServer, free_port
 from keyreid_stream.workers.publisher import Publisher
 

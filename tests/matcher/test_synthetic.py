@@ -9,9 +9,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
-
-from keyreid_stream.matcher.association import AssociationParams
-from keyreid_stream.matcher.synthetic import (
+from keyreid_stream.matcher.association.synthetic import (
     MODEL_NAME,
     MODEL_VERSION,
     generate_scene,
@@ -19,6 +17,8 @@ from keyreid_stream.matcher.synthetic import (
     replay_scene,
     stored_tracklet,
 )
+
+from keyreid_stream.matcher.association.association import AssociationParams
 
 
 @pytest.fixture(scope="module")

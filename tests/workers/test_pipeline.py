@@ -354,8 +354,8 @@ def test_two_cameras_into_the_real_matcher(scene: Scene, redis_client, zmq_conte
     """The worker and the matcher together: both cameras show the same walkers, so each identity gets exactly the
     two tracklets (one per camera) of one walker, stored with thumbnails, and the heartbeats reach Redis."""
     from keyreid_stream.matcher.config import local_config
-    from keyreid_stream.matcher.keys import Keys
     from keyreid_stream.matcher.service import MatcherThread
+    from keyreid_stream.matcher.state.keys import Keys
 
     kwargs = redis_client.connection_pool.connection_kwargs
     matcher_config = local_config(f"redis://{kwargs['host']}:{kwargs['port']}/0", recluster_every_s=0)
