@@ -48,23 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import machine, write_section  # noqa: E402
+from report import machine, write_section
 
-from keyreid_stream.demo.geometry import true_view_pairs  # noqa: E402
-from keyreid_stream.eval.mot import MotTracks, read_mot  # noqa: E402
-from keyreid_stream.eval.mtmc import evaluate_camera  # noqa: E402
-from keyreid_stream.matcher.association.association import AssociationParams, associate  # noqa: E402
-from keyreid_stream.matcher.association.calibration import calibrate, estimate_threshold  # noqa: E402
-from keyreid_stream.matcher.association.offline import f1_score, offline_optimum  # noqa: E402
-from keyreid_stream.matcher.association.recluster import apply_changes, recluster  # noqa: E402
-from keyreid_stream.matcher.state.records import StoredTracklet  # noqa: E402
-from keyreid_stream.matcher.association.synthetic import (  # noqa: E402
+from keyreid_stream.demo.geometry import true_view_pairs
+from keyreid_stream.eval.mot import MotTracks, read_mot
+from keyreid_stream.eval.mtmc import evaluate_camera
+from keyreid_stream.matcher.association.association import AssociationParams, associate
+from keyreid_stream.matcher.association.calibration import calibrate, estimate_threshold
+from keyreid_stream.matcher.association.offline import f1_score, offline_optimum
+from keyreid_stream.matcher.association.recluster import apply_changes, recluster
+from keyreid_stream.matcher.association.synthetic import (
     generate_scene,
     pair_precision_recall,
     replay_scene,
     stored_tracklet,
 )
-from keyreid_stream.matcher.association.topology import Topology  # noqa: E402
+from keyreid_stream.matcher.association.topology import Topology
+from keyreid_stream.matcher.state.records import StoredTracklet
 
 LEFT, RIGHT = "cam-left", "cam-right"
 BATCH_GAP_S = 0.5  # tracklets stored within this time of the first of a batch were decided together
@@ -84,18 +84,17 @@ def record_demo(folder: Path) -> None:
     """Run the demo with the models it picks on this machine; keep its MOT files and stored tracklets."""
     import redis
 
+    from keyreid_stream.config.schema import DemoConfig
     from keyreid_stream.data.sample import default_cache_dir
     from keyreid_stream.demo import choose_models, prepare_cameras, run_demo
     from keyreid_stream.matcher.state.keys import Keys
     from keyreid_stream.matcher.state.store import load_tracklets
 
-    from keyreid_stream.config.schema import DemoConfig
-
     view_width = DemoConfig().view_width
     cameras = prepare_cameras(("sample",), cache_dir=default_cache_dir(), view_width=view_width)
     models = choose_models("auto")
 
-    def keep(result) -> None:  # noqa: ANN001 - a DemoResult, while its Redis still runs
+    def keep(result) -> None:
         client = redis.Redis.from_url(result.redis_url)
         keys = Keys("krs")
         ids = [key.decode() for key in client.zrange(keys.by_ingest, 0, -1)]
@@ -210,13 +209,13 @@ def demo_stages(folder: Path) -> list[str]:
     shared = (x0[RIGHT], x0[LEFT] + info["view_width"])  # the columns both views show
     scores = evaluate_camera(strip(left, x0[LEFT], *shared), strip(right, x0[RIGHT], *shared))
     published = {(t.camera_id, t.track_id) for t in tracklets}
-    lines = [f"Recording: {info['tracklets']} tracklets, {info['identities']} identities; models: "
-             f"{'; '.join(info['models'])}. Ground truth: {len(truth)} true (left track, right track) pairs.", ""]
+    lines = [(f"Recording: {info['tracklets']} tracklets, {info['identities']} identities; models: "
+             f"{'; '.join(info['models'])}. Ground truth: {len(truth)} true (left track, right track) pairs."), ""]
     if info.get("printed"):
         p = info["printed"]
-        lines += [f"The demo printed: {p['correct_pairs']} of {p['predicted_pairs']} linked pairs right "
+        lines += [(f"The demo printed: {p['correct_pairs']} of {p['predicted_pairs']} linked pairs right "
                   f"(precision {p['precision']:.2f}), {p['correct_pairs']} of {p['true_pairs']} true pairs found "
-                  f"(recall {p['recall']:.2f}); association {info['association']}.", ""]
+                  f"(recall {p['recall']:.2f}); association {info['association']}."), ""]
     lines += ["| stage | measured on | result |", "| --- | --- | --- |"]
     c, h, i = scores.clear, scores.hota, scores.identity
     tracks = {name: len(np.unique(t.ids)) for name, t in ((LEFT, left), (RIGHT, right))}
@@ -261,8 +260,8 @@ def demo_stages(folder: Path) -> list[str]:
 # --------------------------------------------------------------------------- synthetic scenes
 
 def synthetic_rows(seeds: list[int]) -> list[str]:
-    lines = ["| scene | seed | tracklets | offline optimum P / R / F1 (threshold) | online, fixed 0.6: P / R / F1 "
-             "(ratio) | online, threshold rule midpoint: P / R / F1 (ratio), threshold at the end |",
+    lines = [("| scene | seed | tracklets | offline optimum P / R / F1 (threshold) | online, fixed 0.6: P / R / F1 "
+             "(ratio) | online, threshold rule midpoint: P / R / F1 (ratio), threshold at the end |"),
              "| --- | --- | ---: | --- | --- | --- |"]
     for name, options in SYNTHETIC.items():
         for seed in seeds:
@@ -270,7 +269,7 @@ def synthetic_rows(seeds: list[int]) -> list[str]:
             ids = [t.message.message_id for t in scene.tracklets]
             truth = [t.person for t in scene.tracklets]
 
-            def score(identities, ids=ids, truth=truth):  # noqa: ANN001, ANN202
+            def score(identities, ids=ids, truth=truth):
                 return pair_precision_recall(truth, [identities[i] for i in ids])
 
             stored = [stored_tracklet(t.message) for t in scene.tracklets]
@@ -312,10 +311,10 @@ def main() -> int:
         f"Machine: {machine()} (shared with other jobs while it ran).",
         f"Command: `{command}` ({time.monotonic() - started:.0f} s).", "",
         "The demo's two views (`scripts/dev demo`), stage by stage against the views' geometry:", "", *demo, "",
-        "Synthetic multi-camera scenes (`keyreid_stream.matcher.association.synthetic`, 4 cameras, 60 people, 40 distractors; "
-        "online = `AssociationParams()` defaults (before: `threshold_rule: fixed`) and with `threshold_rule: "
-        "midpoint` (after), replayed 8 tracklets at a time with one re-clustering pass; pair precision/recall over "
-        "tracklets; ratio = online F1 / offline optimum F1):", "", *synthetic, ""])
+        ("Synthetic multi-camera scenes (`keyreid_stream.matcher.association.synthetic`, 4 cameras, 60 people, "
+         "40 distractors; online = `AssociationParams()` defaults (before: `threshold_rule: fixed`) and with "
+         "`threshold_rule: midpoint` (after), replayed 8 tracklets at a time with one re-clustering pass; pair "
+         "precision/recall over tracklets; ratio = online F1 / offline optimum F1):"), "", *synthetic, ""])
     print(body)
     if args.write:
         write_section(args.write, "Where links are lost: stages, online against offline", body)

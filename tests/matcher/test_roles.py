@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import redis
 from matcher_harness import matcher_config, running_matcher, wait_until
-from keyreid_stream.matcher.association.synthetic import generate_scene
 
 from keyreid_stream.cli import main
+from keyreid_stream.matcher.association.synthetic import generate_scene
 from keyreid_stream.matcher.config import AssociationConfig, IngestConfig
 from keyreid_stream.matcher.service import MatcherThread, run_matcher
 from keyreid_stream.matcher.state.keys import Keys

@@ -26,10 +26,10 @@ import pytest
 import redis
 import zmq
 from matcher_harness import matcher_config, running_matcher, wait_until
-from keyreid_stream.matcher.association.synthetic import generate_scene, pair_precision_recall
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import TrackletMessage
+from keyreid_stream.matcher.association.synthetic import generate_scene, pair_precision_recall
 from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
@@ -118,7 +118,7 @@ def test_the_threshold_rule_runs_in_the_matcher(redis_client, zmq_context, tmp_p
     _assert_consistent(redis_client, [t.message.message_id for t in scene.tracklets])
 
 
-def _link_scene(redis_client, zmq_context, folder: Path, scene, **association):  # noqa: ANN001, ANN202
+def _link_scene(redis_client, zmq_context, folder: Path, scene, **association):
     """Publish the scene to a running matcher with its topology file; return once every tracklet is decided and
     one re-clustering pass has run (the stopped matcher, with its report)."""
     config = matcher_config(_url(redis_client), topology=_write_topology(scene, folder), **association)

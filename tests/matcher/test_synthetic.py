@@ -9,6 +9,8 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+
+from keyreid_stream.matcher.association.association import AssociationParams
 from keyreid_stream.matcher.association.synthetic import (
     MODEL_NAME,
     MODEL_VERSION,
@@ -17,8 +19,6 @@ from keyreid_stream.matcher.association.synthetic import (
     replay_scene,
     stored_tracklet,
 )
-
-from keyreid_stream.matcher.association.association import AssociationParams
 
 
 @pytest.fixture(scope="module")

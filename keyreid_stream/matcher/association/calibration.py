@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from keyreid_stream.matcher.association.association import AssociationParams
-from keyreid_stream.matcher.state.records import StoredTracklet
 from keyreid_stream.matcher.association.topology import Topology
+from keyreid_stream.matcher.state.records import StoredTracklet
 
 __all__ = ["MAX_TRACKLETS", "MIN_NEGATIVES", "MIN_POSITIVES", "NEGATIVE_QUANTILE", "Calibration", "calibrate",
            "estimate_threshold"]

@@ -21,8 +21,8 @@ import numpy as np
 
 from keyreid_stream.matcher.association.association import AssociationParams
 from keyreid_stream.matcher.association.recluster import apply_changes, recluster
-from keyreid_stream.matcher.state.records import StoredTracklet
 from keyreid_stream.matcher.association.topology import Topology
+from keyreid_stream.matcher.state.records import StoredTracklet
 
 __all__ = ["OfflineOptimum", "f1_score", "offline_identities", "offline_optimum"]
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from itertools import count
+from typing import Any
 
 import numpy as np
 
@@ -196,11 +197,11 @@ def replay_scene(scene: SyntheticScene, params: AssociationParams, *, batch_size
         decided = calibrate([*known, *batch], params, topology=topology)
         decisions = associate(batch, known, decided, topology, new_identity)
         known += [dataclasses.replace(t, identity=d.identity) for t, d in zip(batch, decisions)]
-    identities = {t.tracklet_id: t.identity for t in known}
+    identities = {t.tracklet_id: identity for t in known if (identity := t.identity) is not None}
     if recluster_at_end:
         decided = calibrate(known, params, topology=topology)
         identities = apply_changes(identities, recluster(known, decided, topology, new_identity))
-    return identities  # type: ignore[return-value]
+    return identities
 
 
 def pair_precision_recall(true_labels: Sequence[Hashable], predicted: Sequence[Hashable]) -> tuple[float, float]:
@@ -209,7 +210,7 @@ def pair_precision_recall(true_labels: Sequence[Hashable], predicted: Sequence[H
     if len(true_labels) != len(predicted):
         raise ValueError(f"pair_precision_recall: {len(true_labels)} true labels but {len(predicted)} predicted")
 
-    def pairs(counts: Counter) -> int:
+    def pairs(counts: Counter[Any]) -> int:
         return sum(n * (n - 1) // 2 for n in counts.values())
 
     both = pairs(Counter(zip(true_labels, predicted)))

@@ -8,8 +8,13 @@ import pytest
 
 from keyreid_stream.matcher.association.association import AssociationParams
 from keyreid_stream.matcher.association.offline import f1_score, offline_identities, offline_optimum
+from keyreid_stream.matcher.association.synthetic import (
+    generate_scene,
+    pair_precision_recall,
+    replay_scene,
+    stored_tracklet,
+)
 from keyreid_stream.matcher.state.records import StoredTracklet, normalize
-from keyreid_stream.matcher.association.synthetic import generate_scene, pair_precision_recall, replay_scene, stored_tracklet
 
 THRESHOLDS = np.round(np.arange(0.3, 0.95, 0.02), 2)
 MIN_RATIO = 0.9  # online F1 / offline optimum F1
