@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from keyreid_stream.cli import positive_int
+from keyreid_stream.argtypes import positive_int
 from keyreid_stream.logs import setup_logging
 
 __all__ = ["add_commands"]

@@ -207,7 +207,7 @@ def extract_dataset(
     import json
 
     from keyreid_stream.data.layouts import list_tracklets
-    from keyreid_stream.keypoints.pose import create_backend
+    from keyreid_stream.keypoints.backends import create_backend
 
     options = dict(backend_options or {})
     tracklets = list_tracklets(dataset, root)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keyreid_stream.cli import positive_int
+from keyreid_stream.argtypes import positive_int
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.matcher.client import (

@@ -7,7 +7,7 @@ processes with ``torchrun`` (DistributedDataParallel). Model selection uses a va
 training identities (:mod:`.validation`); the test split is evaluated once, at the end, on the selected model.
 
 Output folder: ``last.pt`` (the full training state, for ``--resume``), ``best.pt`` / ``final.pt`` (model
-checkpoints, loadable with :func:`keyreid_stream.model.checkpoint.load_model`), ``metrics.csv``, ``tensorboard/``,
+checkpoints, loadable with :func:`keyreid_stream.model.registry.load_model`), ``metrics.csv``, ``tensorboard/``,
 ``config.yaml``, ``results.json`` and the PNG reports of the test evaluation.
 """
 

@@ -57,8 +57,8 @@ def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: st
     rebuild themselves (``arch`` is then read from the file); the authors' weights
     (``official``) go into ``build_model(arch, 0, num_cameras, compat="official")``; no checkpoint = random
     weights, whose descriptors carry no identity (tests and benchmarks only; a warning says so)."""
-    from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
-    from keyreid_stream.model.registry import build_model, get_spec
+    from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint
+    from keyreid_stream.model.registry import build_model, get_spec, load_model
     from keyreid_stream.weights import resolve_weights
 
     if not checkpoint:

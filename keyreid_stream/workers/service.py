@@ -56,7 +56,7 @@ def _build_detector(config: WorkerConfig) -> object:
 
 def _build_keypoints(config: WorkerConfig, detector: object) -> tuple[KeypointFn | None, object | None]:
     """The keypoint estimator for kept observations, and the backend to close (None: the detector gives them)."""
-    from keyreid_stream.keypoints.pose import create_backend
+    from keyreid_stream.keypoints.backends import create_backend
 
     backend_name = config.pose.backend
     if backend_name == "auto":

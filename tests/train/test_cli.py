@@ -11,7 +11,7 @@ import pytest
 
 from keyreid_stream.cli import main
 from keyreid_stream.config import load_config
-from keyreid_stream.model.checkpoint import load_model
+from keyreid_stream.model.registry import load_model
 from keyreid_stream.train.config import TrainingConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

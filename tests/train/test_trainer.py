@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from keyreid_stream.model.checkpoint import load_model
+from keyreid_stream.model.registry import load_model
 from keyreid_stream.train.state import StateError
 from keyreid_stream.train.trainer import train
 

@@ -20,7 +20,8 @@ from keyreid_stream.cli import main  # noqa: E402
 from keyreid_stream.data.synthetic import SyntheticSpec, write_synthetic_mars  # noqa: E402
 from keyreid_stream.matcher.search import crop_embedder_from_config  # noqa: E402
 from keyreid_stream.model import build_model  # noqa: E402
-from keyreid_stream.model.checkpoint import load_checkpoint, load_model  # noqa: E402
+from keyreid_stream.model.checkpoint import load_checkpoint  # noqa: E402
+from keyreid_stream.model.registry import load_model  # noqa: E402
 from keyreid_stream.workers.embedder import load_embedding_model  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
