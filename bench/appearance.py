@@ -57,7 +57,8 @@ from keyreid_stream.workers.appearance import (  # noqa: E402
 )
 from keyreid_stream.workers.detection import create_detector  # noqa: E402
 from keyreid_stream.workers.tracking import CameraTracker  # noqa: E402
-from keyreid_stream.workers.tracklets import TrackletAccumulator, crop_keypoints  # noqa: E402
+from keyreid_stream.inference.embedder import crop_keypoints  # noqa: E402
+from keyreid_stream.workers.tracklets import TrackletAccumulator  # noqa: E402
 
 SECTION = "Appearance descriptor without weights (part-histogram)"
 VIEWS = {"left": (0, 480), "right": (288, 768)}

@@ -48,7 +48,8 @@ from keyreid_stream.workers.config import (  # noqa: E402
     WorkerConfig,
 )
 from keyreid_stream.workers.detection import create_detector  # noqa: E402
-from keyreid_stream.workers.embedder import TrackletEmbedder, load_embedding_model  # noqa: E402
+from keyreid_stream.inference.embedder import TrackletEmbedder
+from keyreid_stream.inference.loading import load_embedding_model  # noqa: E402
 from keyreid_stream.workers.service import run_worker  # noqa: E402
 from keyreid_stream.workers.sources import read_video_file  # noqa: E402
 from keyreid_stream.workers.tracking import CameraTracker  # noqa: E402

@@ -143,7 +143,7 @@ _LAZY_ERRORS = (
     ("keyreid_stream.matcher.cli", "MatcherInputError"),
     ("keyreid_stream.matcher.store", "StoreError"),
     ("keyreid_stream.matcher.client", "QueryError"),
-    ("keyreid_stream.eval.mot", "MotDataError"),
+    ("keyreid_stream.mot", "MotDataError"),
     ("keyreid_stream.demo.processes", "DemoProcessError"),
     ("keyreid_stream.demo.run", "DemoTimeout"),
     ("keyreid_stream.demo.run", "DemoInputError"),

@@ -35,6 +35,7 @@ from keyreid_stream.data.sampling import IdentitySampler
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import TrainBatch, TrainClips, collate_train
 from keyreid_stream.model.checkpoint import save_checkpoint
+from keyreid_stream.inference.device import resolve_amp
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
 from keyreid_stream.eval.runner import dataset_title, query_counts
@@ -86,7 +87,7 @@ class _Run:
         self.keypoints = setup.open_keypoints(data.keypoints, data.root, model, data.missing_keypoints)
         self.loss = setup.build_loss(model, len(self.labels), config).to(processes.device)
         self.optimizer, self.center_optimizer, self.scheduler = setup.build_optimizers(model, self.loss, config.optim)
-        self.amp_dtype = setup.resolve_amp(config.optim.amp, processes.device)
+        self.amp_dtype = resolve_amp(config.optim.amp, processes.device)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(processes.device.type) if use_scaler else None
         self.fingerprint = setup.fingerprint(config)

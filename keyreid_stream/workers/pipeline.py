@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keyreid_stream.contracts import Detections, Frame, Heartbeat, TrackletMessage
-from keyreid_stream.eval.mot import MotWriter, xyxy_to_xywh
+from keyreid_stream.mot import MotWriter, xyxy_to_xywh
 from keyreid_stream.progress import format_time_left, time_left
-from keyreid_stream.workers.embedder import TrackletEmbedder
+from keyreid_stream.inference.embedder import TrackletEmbedder
 from keyreid_stream.workers.metrics import WorkerMetrics, format_metrics
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator, TrackletSegment, thumbnail_jpeg
 

@@ -20,7 +20,8 @@ import zmq
 from keyreid_stream.clock import format_time
 from keyreid_stream.contracts import TRACK_ID_SPAN
 from keyreid_stream.workers.config import CameraConfig, WorkerConfig
-from keyreid_stream.workers.embedder import TrackletEmbedder, load_embedding_model
+from keyreid_stream.inference.embedder import TrackletEmbedder
+from keyreid_stream.inference.loading import load_embedding_model
 from keyreid_stream.workers.pipeline import CameraRuntime, Worker, WorkerReport
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator
 
@@ -165,7 +166,7 @@ def _open_mot_writers(mot_dir: str, cameras: Sequence[CameraRuntime], closeables
     """``output.mot_dir``: each camera's tracked boxes go to ``MOT_DIR/CAMERA.txt`` (emptied first)."""
     if not mot_dir:
         return
-    from keyreid_stream.eval.mot import MotWriter
+    from keyreid_stream.mot import MotWriter
 
     for camera in cameras:
         path = f"{mot_dir}/{camera.camera_id}.txt"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyreid_stream.eval.mot import MotDataError, MotTracks, read_mot
+from keyreid_stream.mot import MotDataError, MotTracks, read_mot
 from keyreid_stream.eval.mtmc import (
     box_iou_xywh,
     evaluate_camera,

@@ -247,8 +247,8 @@ def secured_server(shared_queries: object) -> Iterator[object]:
 @pytest.fixture(scope="module")
 def crop_embedder() -> object:
     """Image search's embedder with the tiny random-weight re-ID model."""
+    from keyreid_stream.inference.loading import load_embedding_model
     from keyreid_stream.matcher.search import CropEmbedder
-    from keyreid_stream.workers.embedder import load_embedding_model
 
     return CropEmbedder(load_embedding_model("keyreid_test"))
 

@@ -17,7 +17,7 @@ from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.cli import main
 from keyreid_stream.contracts import TrackletMessage
-from keyreid_stream.eval.mot import MotTracks, read_mot, write_mot
+from keyreid_stream.mot import MotTracks, read_mot, write_mot
 from keyreid_stream.matcher.client import QueryClient
 from keyreid_stream.matcher.keys import Keys
 from keyreid_stream.matcher.motexport import UNLINKED_BASE, assign_tracks, export_global_ids, identity_numbers

@@ -22,7 +22,7 @@ from keyreid_stream.matcher.search import crop_embedder_from_config  # noqa: E40
 from keyreid_stream.model import build_model  # noqa: E402
 from keyreid_stream.model.checkpoint import load_checkpoint  # noqa: E402
 from keyreid_stream.model.registry import load_model  # noqa: E402
-from keyreid_stream.workers.embedder import load_embedding_model  # noqa: E402
+from keyreid_stream.inference.loading import load_embedding_model  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CLASSES, CAMERAS = 5, 3

@@ -387,7 +387,7 @@ def test_mot_output_holds_every_tracked_box(scene: Scene, matcher: Matcher, zmq_
                                             tmp_path: Path) -> None:
     """output.mot_dir: the tracker's boxes of every frame in MOTChallenge format (frame = index + 1), scored
     against the drawn walkers as ground truth."""
-    from keyreid_stream.eval.mot import MotTracks, read_mot
+    from keyreid_stream.mot import MotTracks, read_mot
     from keyreid_stream.eval.mtmc import evaluate_camera
 
     config = replace(_config(scene, matcher.endpoint), output=OutputConfig(mot_dir=str(tmp_path / "mot")))
