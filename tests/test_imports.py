@@ -114,3 +114,20 @@ def test_no_import_circles() -> None:
     matcher = [c for c in found if all(m.startswith(f"{ROOT}.matcher.") for m in c)]
     others = [c for c in found if c not in matcher]
     assert not found, (f"import circles outside the matcher: {others}; inside the matcher: {matcher}")
+
+
+def private_imports() -> list[str]:
+    """``from keyreid_stream.x import _name`` anywhere in the package: a private helper used across modules."""
+    found = []
+    for name, (path, _) in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(ROOT):
+                found += [f"{name}:{node.lineno} imports {node.module}.{alias.name}" for alias in node.names
+                          if alias.name.startswith("_") and not alias.name.startswith("__")]
+    return found
+
+
+def test_no_private_helpers_are_imported_across_modules() -> None:
+    # The matcher's own (topology's helpers) are left to its restructuring; everything else is checked.
+    outside = [line for line in private_imports() if not line.startswith(f"{ROOT}.matcher.")]
+    assert not outside, outside

@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from keyreid_stream.config.schema import LoggingConfig, _require
+from keyreid_stream.config.schema import LoggingConfig
+from keyreid_stream.validation import require as _require
 from keyreid_stream.matcher.association import AssociationParams
 from keyreid_stream.matcher.keys import Keys
 
