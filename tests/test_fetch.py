@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from file_server import FileServer, start_file_server, stop_file_server  # noqa: E402
 
 from keyreid_stream.fetch import FetchError, RemoteFile, download_url, fetch_file, partial_path  # noqa: E402
