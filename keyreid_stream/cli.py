@@ -358,8 +358,8 @@ def _model_info(args: argparse.Namespace) -> int:
 
 def _model_export(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
-    from keyreid_stream.model.registry import load_model
     from keyreid_stream.model.export import export_onnx
+    from keyreid_stream.model.registry import load_model
     from keyreid_stream.weights import resolve_weights
 
     path = export_onnx(load_model(resolve_weights(args.checkpoint)), args.output, opset=args.opset)
@@ -441,7 +441,7 @@ def _keypoints_extract(args: argparse.Namespace) -> int:
 
     bars: list[object] = []
 
-    def progress_bar(total: int, done: int):  # noqa: ANN202 - a tqdm update method
+    def progress_bar(total: int, done: int):
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=done, unit="frame", disable=args.no_progress, dynamic_ncols=True)

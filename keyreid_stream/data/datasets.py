@@ -41,9 +41,9 @@ from keyreid_stream.data.layouts import (
     TrackletFiles,
     describe_folder,
     join_prefix,
+    list_tracklets,
     locate_prefix,
     unknown_dataset_message,
-    list_tracklets,
 )
 
 __all__ = ["PRID_MIN_FRAMES", "SPLIT_COUNTS", "ReIDSplit", "VideoTracklet", "read_split", "split_count"]

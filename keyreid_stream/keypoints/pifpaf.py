@@ -50,7 +50,7 @@ def import_openpifpaf() -> ModuleType:
         pass  # openpifpaf imports matplotlib lazily in the parts used here
     try:
         import openpifpaf
-        import openpifpaf.plugins.coco  # noqa: F401  (registers the COCO heads and checkpoint names)
+        import openpifpaf.plugins.coco
     except ImportError as exc:
         raise PoseError(
             "the pifpaf backend needs openpifpaf, compiled against the installed torch: run "

@@ -174,7 +174,7 @@ class PoseBackend(abc.ABC):
             for frame, found in zip(frames, poses)
         ]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: a backend without resources keeps this)
         """Release the model (GPU memory); the backend cannot be used afterwards."""
 
 

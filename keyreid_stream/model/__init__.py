@@ -6,7 +6,13 @@
 >>> rapa = build_model("rapa_resnet50", num_classes=625, num_cameras=0)  # (B, 4096); no camera embedding
 """
 
-from keyreid_stream.model.checkpoint import CheckpointError, LoadReport, load_checkpoint, load_imagenet, save_checkpoint
+from keyreid_stream.model.checkpoint import (
+    CheckpointError,
+    LoadReport,
+    load_checkpoint,
+    load_imagenet,
+    save_checkpoint,
+)
 from keyreid_stream.model.heads import FeatureDims, ReIDOutput
 from keyreid_stream.model.keyreid import KeyReID  # importing a model file registers its variants
 from keyreid_stream.model.rapa import RAPA

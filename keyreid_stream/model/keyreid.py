@@ -30,7 +30,13 @@ from torch import nn
 from keyreid_stream.keypoints.heatmaps import NUM_PARTS, pool_to_patches, render_patch_weights
 from keyreid_stream.model import parts as P
 from keyreid_stream.model.backbone import CameraViT, cls_only_block, resize_pos_embed, weighted_cls_block
-from keyreid_stream.model.heads import BNNeckHead, FeatureDims, ReIDOutput, TemporalAttention, check_clip_inputs
+from keyreid_stream.model.heads import (
+    BNNeckHead,
+    FeatureDims,
+    ReIDOutput,
+    TemporalAttention,
+    check_clip_inputs,
+)
 from keyreid_stream.model.registry import register_model
 
 __all__ = ["KeyReID", "check_duplicate_part_block", "convert_official_state_dict"]

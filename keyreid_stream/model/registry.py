@@ -23,7 +23,14 @@ import torch
 from torch import nn
 
 from keyreid_stream.model.checkpoint import (
-    FORMAT, CheckpointError, Kind, LoadReport, load_checkpoint, load_imagenet, load_native, read_checkpoint,
+    FORMAT,
+    CheckpointError,
+    Kind,
+    LoadReport,
+    load_checkpoint,
+    load_imagenet,
+    load_native,
+    read_checkpoint,
     save_checkpoint,
 )
 

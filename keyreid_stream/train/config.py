@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from keyreid_stream.config.schema import LoggingConfig
-from keyreid_stream.validation import require
 from keyreid_stream.model.losses import LossWeights
+from keyreid_stream.validation import require
 
 __all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ModelConfig", "OptimConfig", "RunConfig",
            "SamplerConfig", "TrainingConfig"]

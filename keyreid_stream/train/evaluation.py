@@ -22,9 +22,9 @@ from keyreid_stream.data.datasets import ReIDSplit, VideoTracklet, read_split, s
 from keyreid_stream.data.video import KeypointSource
 from keyreid_stream.eval.rank import aggregate_results
 from keyreid_stream.eval.runner import SplitEvaluation, dataset_title, evaluate_split, write_reports
+from keyreid_stream.inference.device import resolve_amp
 from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint
 from keyreid_stream.model.registry import load_model
-from keyreid_stream.inference.device import resolve_amp
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
 from keyreid_stream.weights import resolve_weights

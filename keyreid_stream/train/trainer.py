@@ -34,11 +34,11 @@ from keyreid_stream.data.datasets import read_split
 from keyreid_stream.data.sampling import IdentitySampler
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import TrainBatch, TrainClips, collate_train
-from keyreid_stream.model.checkpoint import save_checkpoint
+from keyreid_stream.eval.runner import dataset_title, query_counts
 from keyreid_stream.inference.device import resolve_amp
+from keyreid_stream.model.checkpoint import save_checkpoint
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
-from keyreid_stream.eval.runner import dataset_title, query_counts
 from keyreid_stream.train.evaluation import evaluate_tracklets
 from keyreid_stream.train.metrics import MetricsLog
 from keyreid_stream.train.state import RunPosition, load_training_state, save_training_state

@@ -48,8 +48,8 @@ import cv2
 import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS, Tracklet
-from keyreid_stream.keypoints.pose import PRIOR_LAYOUT
 from keyreid_stream.inference.embedder import crop_keypoints
+from keyreid_stream.keypoints.pose import PRIOR_LAYOUT
 
 __all__ = ["BLOCKS", "DESCRIPTOR_DIM", "MODEL_NAME", "MODEL_VERSION", "PARTS", "PartHistogramEmbedder",
            "describe", "observation_histograms", "part_boundaries"]

@@ -76,7 +76,7 @@ class PersonDetector(abc.ABC):
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         """The people in each frame (frames may come from several cameras and differ in size)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: a detector without resources keeps this)
         """Release the model or files; the detector cannot be used afterwards."""
 
     def __enter__(self) -> PersonDetector:

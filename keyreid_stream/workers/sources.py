@@ -40,7 +40,15 @@ from typing import Any
 from keyreid_stream.contracts import Frame
 from keyreid_stream.workers.capture import CaptureSource, ImageFolderSource, VideoFileSource
 from keyreid_stream.workers.frame_source import (
-    MAX_SANE_FPS, FrameSource, SourceError, SourceSpec, SourceStats, VideoInfo, parse_source, redact, video_info,
+    MAX_SANE_FPS,
+    FrameSource,
+    SourceError,
+    SourceSpec,
+    SourceStats,
+    VideoInfo,
+    parse_source,
+    redact,
+    video_info,
 )
 
 __all__ = [

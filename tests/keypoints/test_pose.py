@@ -8,7 +8,12 @@ import pytest
 from keyreid_stream.contracts import Detections, Frame
 from keyreid_stream.keypoints.heatmaps import PART_JOINTS
 from keyreid_stream.keypoints.pose import (
-    PRIOR_LAYOUT, PersonPoses, PoseBackend, PriorPose, crop_boxes, select_person,
+    PRIOR_LAYOUT,
+    PersonPoses,
+    PoseBackend,
+    PriorPose,
+    crop_boxes,
+    select_person,
 )
 
 

@@ -100,8 +100,9 @@ def test_errors_are_one_line(arguments: list[str], message: str, capsys: pytest.
 
 def test_eval_the_authors_weights(small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A state dict with the authors' key names is evaluated in the configured architecture (official mode)."""
-    import authors_reference as authors
     import torch
+
+    import authors_reference as authors
 
     reference = authors.AuthorsKeyReID(num_classes=10, num_cameras=3, **authors.tiny_kwargs())
     torch.save(reference.state_dict(), tmp_path / "authors.pth")

@@ -29,6 +29,7 @@ import pytest
 import zmq
 
 from keyreid_stream.redis_server import free_port
+
 from worker_harness import Matcher
 
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 160, 120, 10.0, 40

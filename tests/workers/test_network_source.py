@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("cv2")
 
-from keyreid_stream.contracts import Frame  # noqa: E402
-from keyreid_stream.redis_server import free_port  # noqa: E402
-from keyreid_stream.workers.capture import CaptureSource, backoff_delays  # noqa: E402
-from keyreid_stream.workers.sources import FrameSource, SourceError, open_source  # noqa: E402
+from keyreid_stream.contracts import Frame
+from keyreid_stream.redis_server import free_port
+from keyreid_stream.workers.capture import CaptureSource, backoff_delays
+from keyreid_stream.workers.sources import FrameSource, SourceError, open_source
 
 pytestmark = pytest.mark.video
 
@@ -120,7 +120,7 @@ def test_close_from_another_thread_ends_a_stalled_stream_promptly(
                 frames.append(frame)
                 if len(frames) == 3:
                     ffmpeg_tcp_server.pause()  # connection open, no more data: the next reads time out
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=consume, daemon=True)

@@ -15,9 +15,10 @@ import zmq
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
-from keyreid_stream.workers import publisher as publisher_module
 from keyreid_stream.redis_server import free_port
+from keyreid_stream.workers import publisher as publisher_module
 from keyreid_stream.workers.publisher import Publisher, PublisherStats
+
 from worker_harness import Matcher, Policy, Reply, ack_all
 
 pytestmark = [pytest.mark.zmq, pytest.mark.timeout(30)]
