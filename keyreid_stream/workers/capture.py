@@ -127,7 +127,7 @@ class _ReplaySource(FrameSource):
         """Frames (or images) in one pass, 0 when unknown."""
         return 0
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Generator[Frame, None, None]:
         while True:
             decoded = yield from self._one_pass()
             if not decoded:
@@ -315,11 +315,11 @@ class CaptureSource(FrameSource):
                                               else [None])
         self.connected_transport: str | None = None
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Generator[Frame, None, None]:
         with routing_native_logs():
             yield from self._frames_routed()
 
-    def _frames_routed(self) -> Iterator[Frame]:
+    def _frames_routed(self) -> Generator[Frame, None, None]:
         self._connect(lost_at=None)
         while True:
             reason, stalled = yield from self._read_until_lost()

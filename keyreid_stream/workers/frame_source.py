@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -231,7 +231,7 @@ class FrameSource(ABC):
         self._iterated = False
 
     @abstractmethod
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Generator[Frame, None, None]:
         """The frames; raises :class:`SourceClosed` (through the helpers below) once the source is closed."""
 
     def __iter__(self) -> Iterator[Frame]:

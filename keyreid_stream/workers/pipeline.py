@@ -69,7 +69,7 @@ class CameraRuntime:
     tracker: Tracker
     accumulator: TrackletAccumulator
     live: bool
-    frames: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=8))
+    frames: queue.Queue[Frame] = field(default_factory=lambda: queue.Queue(maxsize=8))
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     mot: MotWriter | None = None

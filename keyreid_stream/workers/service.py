@@ -125,7 +125,7 @@ def _build_embedder(config: WorkerConfig) -> Embedder:
                             camera_indices={camera.id: camera.camera_index for camera in config.cameras})
 
 
-def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, list[Closeable]]:
+def build_worker(config: WorkerConfig, context: zmq.Context[zmq.Socket[bytes]]) -> tuple[Worker, list[Closeable]]:
     """The worker and the parts to close after it has run (detector, keypoint backend, MOT writers)."""
     if not config.cameras:
         raise ValueError("no camera: give --camera-id and --source, or list cameras in the config file")
@@ -183,7 +183,7 @@ def _close_all(parts: Sequence[Closeable]) -> None:
             logger.warning("closing %s failed: %s", type(part).__name__, exc)
 
 
-def run_worker(config: WorkerConfig, *, context: zmq.Context | None = None,
+def run_worker(config: WorkerConfig, *, context: zmq.Context[zmq.Socket[bytes]] | None = None,
                stop: threading.Event | None = None) -> WorkerReport:
     """Build and run a worker until its sources end or ``stop`` is set; returns what it did."""
     own_context = context is None
