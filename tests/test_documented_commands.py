@@ -51,8 +51,21 @@ def _strip_comment(line: str) -> str:
 
 
 def _split_commands(line: str) -> list[str]:
-    """The program invocations in one shell line (``a && b``, ``a; b``), those of our programs only."""
-    parts = re.split(r"\s*(?:&&|\|\||;|\|)\s*", line)
+    """The program invocations in one shell line (``a && b``, ``a; b``; not inside quotes), ours only."""
+    parts, current, quote, index = [], "", "", 0
+    while index < len(line):
+        char = line[index]
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif line.startswith(("&&", "||"), index) or char in ";|":
+            parts.append(current)
+            current, index = "", index + (2 if line.startswith(("&&", "||"), index) else 1)
+            continue
+        current += char
+        index += 1
+    parts.append(current)
     return [part.strip() for part in parts if re.match(_PROGRAM, part.strip())]
 
 
