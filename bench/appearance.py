@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, rate, write_section  # noqa: E402
 
 from keyreid_stream.contracts import Frame, Tracklet  # noqa: E402
+from keyreid_stream.inference.embedder import crop_keypoints  # noqa: E402
 from keyreid_stream.keypoints.pose import PriorPose  # noqa: E402
 from keyreid_stream.workers.appearance import (  # noqa: E402
     DESCRIPTOR_DIM,
@@ -57,7 +58,7 @@ from keyreid_stream.workers.appearance import (  # noqa: E402
 )
 from keyreid_stream.workers.detection import create_detector  # noqa: E402
 from keyreid_stream.workers.tracking import CameraTracker  # noqa: E402
-from keyreid_stream.workers.tracklets import TrackletAccumulator, crop_keypoints  # noqa: E402
+from keyreid_stream.workers.tracklets import TrackletAccumulator  # noqa: E402
 
 SECTION = "Appearance descriptor without weights (part-histogram)"
 VIEWS = {"left": (0, 480), "right": (288, 768)}

@@ -21,9 +21,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from keyreid_stream.contracts import TrackletMessage  # noqa: E402
-from keyreid_stream.wire import decode, encode  # noqa: E402
-from report import machine, write_section  # noqa: E402
+from report import machine, write_section
+
+from keyreid_stream.contracts import TrackletMessage
+from keyreid_stream.wire import decode, encode
 
 CASES = {  # descriptor sizes the system actually sends
     "global + 6 parts of 768 (5,376)": 5376,
@@ -53,8 +54,9 @@ def run(seconds: float) -> list[tuple[str, int, float, float, float]]:
                                   model_name="keyreid_vit_base", model_version="1.0", thumbnail_jpeg=THUMBNAIL)
         payload = encode(message)
         pickled = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        ours = rate(lambda: decode(encode(message)), seconds)
-        reference = rate(lambda: pickle.loads(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)), seconds)
+        ours = rate(lambda message=message: decode(encode(message)), seconds)
+        reference = rate(lambda message=message: pickle.loads(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)),
+                         seconds)
         rows.append((name, len(payload), ours, reference, len(pickled)))
     return rows
 

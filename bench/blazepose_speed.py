@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from keyreid_stream.keypoints.pose import PoseBackend, PoseError, create_backend  # noqa: E402
 from report import machine, write_section  # noqa: E402
+
+from keyreid_stream.keypoints.backends import create_backend  # noqa: E402
+from keyreid_stream.keypoints.pose import PoseBackend, PoseError  # noqa: E402
 
 BOXES = np.array([[50, 398, 245, 903], [223, 408, 344, 860], [669, 392, 809, 877]], np.float32)
 CALLS_PER_ROUND = 10

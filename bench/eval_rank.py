@@ -32,8 +32,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from keyreid_stream.eval import evaluate_rank, pairwise_distances, re_ranking  # noqa: E402
-from report import machine, milliseconds, rate, write_section  # noqa: E402
+from report import machine, milliseconds, rate, write_section
+
+from keyreid_stream.eval import evaluate_rank, pairwise_distances, re_ranking
 
 NUM_IDS, NUM_CAMS, DIM, NOISE = 625, 6, 128, 1.3  # noise: mAP about 0.8 before re-ranking
 MARS_GALLERY = 9330

@@ -184,13 +184,19 @@ def write_video(path: Path, seconds: float, size: tuple[int, int]) -> int:
 def run_worker_cameras(sizes: Sizes, device: str, folder: Path, cameras: int) -> dict[str, Any]:
     """The real worker on ``cameras`` paced synthetic cameras (see the module docstring)."""
     import zmq
+    from worker_throughput import AckingRouter
 
     from keyreid_stream.workers.config import (
-        CameraConfig, DetectorConfig, EmbeddingConfig, MetricsConfig, PublishConfig, TrackerConfig, TrackletConfig,
+        CameraConfig,
+        DetectorConfig,
+        EmbeddingConfig,
+        MetricsConfig,
+        PublishConfig,
+        TrackerConfig,
+        TrackletConfig,
         WorkerConfig,
     )
     from keyreid_stream.workers.service import build_worker
-    from worker_throughput import AckingRouter
 
     video = folder / "street.avi"
     frames = write_video(video, sizes.video_seconds, sizes.video_size)

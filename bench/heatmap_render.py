@@ -35,10 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from keyreid_stream.keypoints.heatmaps import (  # noqa: E402
-    CONFIDENCE_THRESHOLD, PART_JOINTS, gaussian_radius, render_patch_weights,
-)
 from report import machine, milliseconds, rate, write_section  # noqa: E402
+
+from keyreid_stream.keypoints.heatmaps import (  # noqa: E402
+    CONFIDENCE_THRESHOLD,
+    PART_JOINTS,
+    gaussian_radius,
+    render_patch_weights,
+)
 
 FRAMES, HEIGHT, WIDTH, PATCH = 4, 256, 128, 16
 CHECK_ATOL = 1e-5
@@ -161,7 +165,9 @@ def bench(args: argparse.Namespace) -> tuple[list[Row], list[float]]:
             name = torch.cuda.get_device_name(device)
             inputs = {"fp32": keypoints.to(device), "fp16": keypoints.to(device, torch.float16)}
             for dtype, points in inputs.items():
-                fn = (lambda p=points: render_and_pool(p))
+                def fn(p: torch.Tensor = points) -> torch.Tensor:
+                    return render_and_pool(p)
+
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats(device)
                 base = torch.cuda.memory_allocated(device)

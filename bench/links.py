@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, write_section
 
 from keyreid_stream.demo.geometry import true_view_pairs
-from keyreid_stream.eval.mot import MotTracks, read_mot
+from keyreid_stream.mot import MotTracks, read_mot
 from keyreid_stream.eval.mtmc import evaluate_camera
 from keyreid_stream.matcher.association.association import AssociationParams, associate
 from keyreid_stream.matcher.association.calibration import calibrate, estimate_threshold

@@ -146,7 +146,7 @@ def fill(client: redis.Redis, size: int, dim: int, chunk: int = 2000) -> float:
     return time.perf_counter() - start
 
 
-def _latencies(call, count: int) -> list[float]:  # noqa: ANN001
+def _latencies(call, count: int) -> list[float]:
     out = []
     for i in range(count):
         start = time.perf_counter()

@@ -33,10 +33,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests" / "model"))
 
-from authors_reference import AuthorsKeyReID, AuthorsVidTrans, tiny_kwargs  # noqa: E402
+from report import machine, rate, write_section  # noqa: E402
+
 from keyreid_stream.keypoints.heatmaps import render_part_heatmaps  # noqa: E402
 from keyreid_stream.model import build_model, load_checkpoint  # noqa: E402
-from report import machine, rate, write_section  # noqa: E402
+
+from authors_reference import AuthorsKeyReID, AuthorsVidTrans, tiny_kwargs  # noqa: E402
 
 MODELS = {  # ours -> (tiny variant for --quick, the authors' class)
     "keyreid_vit_base": ("keyreid_test", AuthorsKeyReID),
@@ -121,7 +123,7 @@ def seconds_per_call(fns: list[Callable[[], object]], device: torch.device, seco
     return [statistics.median(spent) for spent in times]
 
 
-def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001, ARG001
+def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
     """QK^T and AV of a fused attention call, shapes (B, H, L, d)."""
     batch_heads = query[0] * query[1]
     return 2 * batch_heads * query[2] * key[2] * (query[3] + value[3])

@@ -24,15 +24,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from keyreid_stream.model import build_model  # noqa: E402
-from model_throughput import (  # noqa: E402
+from report import machine, rate, write_section
+
+from keyreid_stream.model import build_model
+
+from model_throughput import (
     DTYPES,
     flops_per_clip,
     precision,
     resolve_device_defaults,
     seconds_per_call,
 )
-from report import machine, rate, write_section  # noqa: E402
 
 HEADER = ("| device | dtype | batch | RAPA clips/s | backbone clips/s | RAPA / backbone | KeyRe-ID clips/s "
           "| RAPA / KeyRe-ID | GFLOPs/clip RAPA | GFLOPs/clip backbone |\n"

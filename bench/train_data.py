@@ -28,12 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from report import machine, milliseconds, rate, write_section  # noqa: E402
+
 from keyreid_stream.data.datasets import read_split  # noqa: E402
 from keyreid_stream.data.sampling import IdentitySampler  # noqa: E402
 from keyreid_stream.data.synthetic import SyntheticSpec, write_synthetic_mars  # noqa: E402
 from keyreid_stream.data.transforms import ClipTransform  # noqa: E402
 from keyreid_stream.data.video import KeypointSource, TrainClips, collate_train  # noqa: E402
-from report import machine, milliseconds, rate, write_section  # noqa: E402
 
 P, K, T = 8, 4, 4
 

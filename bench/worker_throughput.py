@@ -37,7 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from report import machine, rate, write_section  # noqa: E402
+
 from keyreid_stream.contracts import Frame, Heartbeat, Tracklet  # noqa: E402
+from keyreid_stream.inference.embedder import TrackletEmbedder  # noqa: E402
+from keyreid_stream.inference.loading import load_embedding_model  # noqa: E402
 from keyreid_stream.wire import decode, encode_ack  # noqa: E402
 from keyreid_stream.workers.config import (  # noqa: E402
     CameraConfig,
@@ -48,16 +52,14 @@ from keyreid_stream.workers.config import (  # noqa: E402
     WorkerConfig,
 )
 from keyreid_stream.workers.detection import create_detector  # noqa: E402
-from keyreid_stream.workers.embedder import TrackletEmbedder, load_embedding_model  # noqa: E402
 from keyreid_stream.workers.service import run_worker  # noqa: E402
 from keyreid_stream.workers.sources import read_video_file  # noqa: E402
 from keyreid_stream.workers.tracking import CameraTracker  # noqa: E402
-from report import machine, rate, write_section  # noqa: E402
 
 SECTION = "Camera worker throughput"
 
 
-def _timed(function, *args):  # noqa: ANN001, ANN202
+def _timed(function, *args):
     start = time.perf_counter()
     result = function(*args)
     return result, time.perf_counter() - start
@@ -69,7 +71,7 @@ def read_frames(video: Path, count: int) -> tuple[list[Frame], float]:
     return frames, len(frames) / (time.perf_counter() - start)
 
 
-def detect_rate(detector, frames: list[Frame], batch: int) -> tuple[list, float]:  # noqa: ANN001
+def detect_rate(detector, frames: list[Frame], batch: int) -> tuple[list, float]:
     detector.detect(frames[:batch])  # warm-up
     found, start = [], time.perf_counter()
     for index in range(0, len(frames), batch):

@@ -105,17 +105,6 @@ def _add_config_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
                         help="override config values, e.g. demo.max_frames=50")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def _load(args: argparse.Namespace) -> Config:
     """Load the config of a command and set up logging once from it and the global flags."""
     config = load_config(Config, args.config, args.overrides)
@@ -154,7 +143,7 @@ _LAZY_ERRORS = (
     ("keyreid_stream.matcher.cli", "MatcherInputError"),
     ("keyreid_stream.matcher.state.store", "StoreError"),
     ("keyreid_stream.query.client", "QueryError"),
-    ("keyreid_stream.eval.mot", "MotDataError"),
+    ("keyreid_stream.mot", "MotDataError"),
     ("keyreid_stream.demo.processes", "DemoProcessError"),
     ("keyreid_stream.demo.run", "DemoTimeout"),
     ("keyreid_stream.demo.run", "DemoInputError"),
@@ -344,7 +333,7 @@ def _model_list(args: argparse.Namespace) -> int:
 
 def _model_convert(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
-    from keyreid_stream.model.checkpoint import convert_checkpoint
+    from keyreid_stream.model.registry import convert_checkpoint
 
     options = {} if args.compat is None else {"compat": args.compat}
     report = convert_checkpoint(args.source, args.destination, arch=args.arch, num_classes=args.num_classes,
@@ -356,7 +345,7 @@ def _model_convert(args: argparse.Namespace) -> int:
 
 def _model_info(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "WARNING", args.log_format or "text")
-    from keyreid_stream.model.checkpoint import load_model
+    from keyreid_stream.model.registry import load_model
     from keyreid_stream.weights import resolve_weights
 
     model = load_model(resolve_weights(args.checkpoint))
@@ -369,8 +358,8 @@ def _model_info(args: argparse.Namespace) -> int:
 
 def _model_export(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or "INFO", args.log_format or "text")
-    from keyreid_stream.model.checkpoint import load_model
     from keyreid_stream.model.export import export_onnx
+    from keyreid_stream.model.registry import load_model
     from keyreid_stream.weights import resolve_weights
 
     path = export_onnx(load_model(resolve_weights(args.checkpoint)), args.output, opset=args.opset)
@@ -452,7 +441,7 @@ def _keypoints_extract(args: argparse.Namespace) -> int:
 
     bars: list[object] = []
 
-    def progress_bar(total: int, done: int):  # noqa: ANN202 - a tqdm update method
+    def progress_bar(total: int, done: int):
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=done, unit="frame", disable=args.no_progress, dynamic_ncols=True)

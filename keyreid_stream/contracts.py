@@ -50,11 +50,11 @@ INT64_LIMIT = 2**63
 MAX_MESSAGE_TIME = 4_102_444_800.0  # 2100-01-01T00:00:00Z: a message's times are unix seconds in [0, this]
 
 # The id and name rules, as regular expressions (full match) that the HTTP API's OpenAPI description also declares.
-CAMERA_ID_PATTERN = r"[A-Za-z0-9_.:-]{1,%d}" % MAX_ID_CHARS
+CAMERA_ID_PATTERN = rf"[A-Za-z0-9_.:-]{{1,{MAX_ID_CHARS}}}"
 MESSAGE_ID_PATTERN = r"[0-9a-f]{32}"
-NAME_PATTERN = r"[\x20-\x7e]{1,%d}" % MAX_ID_CHARS  # printable ASCII, space included
+NAME_PATTERN = rf"[\x20-\x7e]{{1,{MAX_ID_CHARS}}}"  # printable ASCII, space included
 _CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
-_COUNTER_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,%d}" % (MAX_ID_CHARS - 1))
+_COUNTER_KEY_RE = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_ID_CHARS - 1}}}")
 _MESSAGE_ID_RE = re.compile(MESSAGE_ID_PATTERN)
 _NAME_RE = re.compile(NAME_PATTERN)
 _JPEG_START = b"\xff\xd8\xff"

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from keyreid_stream.config.loader import ConfigError
+
 __all__ = ["run_until_stopped", "stop_on_signals"]
 
 Config = TypeVar("Config")
@@ -47,8 +49,6 @@ def run_until_stopped(load: Callable[[], Config], run: Callable[[Config, threadi
     :class:`~keyreid_stream.config.loader.ConfigError` passes through; other ``ValueError``s while loading and
     ``run_errors`` while running become ``input_error`` (one readable line; the traceback goes to the debug log).
     """
-    from keyreid_stream.config.loader import ConfigError
-
     try:
         config = load()
     except ConfigError:

@@ -399,7 +399,7 @@ def peek_message_id(buffer: bytes | bytearray | memoryview) -> str | None:
         if not isinstance(header, dict) or header.get("kind") == _KIND_HEARTBEAT:
             return None
         message_id = header.get("message_id")
-    except Exception:  # noqa: BLE001 - best effort by design
+    except Exception:
         return None
     if isinstance(message_id, str) and _ACK_ID_RE.fullmatch(message_id.encode("utf-8", "replace")):
         return message_id

@@ -15,7 +15,7 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # ultralytics: no network probes in tests
 
-from keyreid_stream.redis_server import RedisServer  # noqa: E402
+from keyreid_stream.redis_server import RedisServer
 
 RECV_TIMEOUT_MS = 5000
 

@@ -38,7 +38,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         pass
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+    def do_GET(self) -> None:
         files = self.server.files
         files.requests.append((self.path, self.headers.get("Range")))
         route = files.routes.get(self.path)

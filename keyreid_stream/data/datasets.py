@@ -35,15 +35,15 @@ import numpy as np
 import scipy.io
 
 from keyreid_stream.data.layouts import (
-    _MARS_NAME,
+    MARS_NAME,
     MARS_SPLITS,
     DatasetLayoutError,
     TrackletFiles,
-    _describe,
-    _join,
-    _locate,
-    _unknown_dataset_message,
+    describe_folder,
+    join_prefix,
     list_tracklets,
+    locate_prefix,
+    unknown_dataset_message,
 )
 
 __all__ = ["PRID_MIN_FRAMES", "SPLIT_COUNTS", "ReIDSplit", "VideoTracklet", "read_split", "split_count"]
@@ -103,7 +103,7 @@ def split_count(dataset: str) -> int:
     """How many train/test splits ``dataset`` has."""
     name = dataset.strip().lower()
     if name not in SPLIT_COUNTS:
-        raise DatasetLayoutError(_unknown_dataset_message(dataset))
+        raise DatasetLayoutError(unknown_dataset_message(dataset))
     return SPLIT_COUNTS[name]
 
 
@@ -128,11 +128,11 @@ _Subsets = tuple[list[VideoTracklet], list[VideoTracklet], list[VideoTracklet], 
 
 
 def _mars(root: Path, split: int) -> _Subsets:
-    prefix = _locate(root, ("", "MARS"), lambda subdirs: any(name in subdirs for name in MARS_SPLITS))
+    prefix = locate_prefix(root, ("", "MARS"), lambda subdirs: any(name in subdirs for name in MARS_SPLITS))
     if prefix is None:
         raise DatasetLayoutError(
             f"no MARS tree under {str(root)!r}: expected bbox_train/ and bbox_test/ (in root or MARS/); "
-            f"{_describe(root)}")
+            f"{describe_folder(root)}")
     info = _mars_info_dir(root, prefix)
     train, test = (_mars_tracks(info, prefix, f"bbox_{tag}", f"{tag}_name.txt", f"tracks_{tag}_info.mat",
                                 f"track_{tag}_info") for tag in ("train", "test"))
@@ -198,7 +198,7 @@ def _mars_row(names: Sequence[str], row: Sequence[int], number: int, split_dir: 
         raise DatasetLayoutError(
             f"{where}: expected 1 <= start <= end <= {len(names)} (the names in its name list) and "
             "camid >= 1")
-    match = _MARS_NAME.fullmatch(names[start - 1])
+    match = MARS_NAME.fullmatch(names[start - 1])
     folder = "00-1" if pid == -1 else f"{pid:04d}"
     if match is None or match["pid"] != folder or int(match["cam"]) != camid:
         raise DatasetLayoutError(
@@ -209,7 +209,7 @@ def _mars_row(names: Sequence[str], row: Sequence[int], number: int, split_dir: 
     stray = next((name for name in frames if not name.startswith(stem)), None)
     if stray is not None:
         raise DatasetLayoutError(f"{where}: expected only images of tracklet {stem}, found {stray!r}")
-    paths = tuple(_join(prefix, f"{split_dir}/{folder}/{name}") for name in frames)
+    paths = tuple(join_prefix(prefix, f"{split_dir}/{folder}/{name}") for name in frames)
     return VideoTracklet(f"{split_dir}/{stem}", paths, int(pid), int(camid) - 1)
 
 
@@ -337,7 +337,7 @@ def _folder(root: Path, split: int) -> _Subsets:
     if missing:
         raise DatasetLayoutError(
             f"folder dataset {str(root)!r}: expected train/ (optional), query/ and gallery/ holding "
-            f"<person>/<camera>/[<tracklet>/]<images>; {'/, '.join(missing)}/ missing, {_describe(root)}")
+            f"<person>/<camera>/[<tracklet>/]<images>; {'/, '.join(missing)}/ missing, {describe_folder(root)}")
     subsets: dict[str, list[tuple[TrackletFiles, str, str]]] = {name: [] for name in FOLDER_SUBSETS}
     for tracklet in list_tracklets("folder", root):
         parts = tracklet.key.split("/")

@@ -29,7 +29,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 """Image file suffixes, matched case-insensitively."""
 
 MARS_SPLITS = ("bbox_train", "bbox_test")
-_MARS_NAME = re.compile(r"(?P<pid>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3,})\.\w+")
+MARS_NAME = re.compile(r"(?P<pid>\d{4}|00-1)C(?P<cam>\d)T(?P<tracklet>\d{4})F(?P<frame>\d{3,})\.\w+")
 _ILIDS_CAMERA = re.compile(r"cam(\d+)")
 _PRID_CAMERA = re.compile(r"cam_([a-z])")
 _DIGIT_RUNS = re.compile(r"(\d+)")
@@ -64,7 +64,7 @@ def list_tracklets(dataset: str, root: str | os.PathLike[str]) -> list[TrackletF
     """Every tracklet of ``dataset`` (one of :data:`DATASETS`) found under ``root``, sorted by key."""
     reader = _READERS.get(dataset.strip().lower())
     if reader is None:
-        raise DatasetLayoutError(_unknown_dataset_message(dataset))
+        raise DatasetLayoutError(unknown_dataset_message(dataset))
     root_path = Path(root)
     if not root_path.exists():
         raise DatasetLayoutError(f"{dataset} dataset root {str(root_path)!r} does not exist")
@@ -75,7 +75,7 @@ def list_tracklets(dataset: str, root: str | os.PathLike[str]) -> list[TrackletF
     return tracklets
 
 
-def _unknown_dataset_message(dataset: str) -> str:
+def unknown_dataset_message(dataset: str) -> str:
     message = f"unknown dataset {dataset!r}"
     close = difflib.get_close_matches(dataset.strip().lower(), DATASETS, n=1)
     if close:
@@ -108,11 +108,11 @@ def _scan(directory: Path) -> tuple[list[str], list[str]]:
     return images, subdirs
 
 
-def _join(prefix: str, name: str) -> str:
+def join_prefix(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _describe(directory: Path) -> str:
+def describe_folder(directory: Path) -> str:
     with os.scandir(directory) as entries:
         names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in entries)
     if not names:
@@ -123,11 +123,11 @@ def _describe(directory: Path) -> str:
 
 
 def _no_tracklets(dataset: str, root: Path, expected: str) -> DatasetLayoutError:
-    found = _describe(root)
+    found = describe_folder(root)
     return DatasetLayoutError(f"no {dataset} tracklets under {str(root)!r}: expected {expected}; {found}")
 
 
-def _locate(root: Path, prefixes: Sequence[str], holds: Callable[[list[str]], bool]) -> str | None:
+def locate_prefix(root: Path, prefixes: Sequence[str], holds: Callable[[list[str]], bool]) -> str | None:
     """The first of ``prefixes`` (under ``root``) naming a directory whose sub-folders satisfy ``holds``."""
     for prefix in prefixes:
         candidate = root / prefix  # Path("r") / "" is Path("r")
@@ -138,15 +138,15 @@ def _locate(root: Path, prefixes: Sequence[str], holds: Callable[[list[str]], bo
 
 def _mars(root: Path) -> list[TrackletFiles]:
     expected = "bbox_train/ and/or bbox_test/ (in root or MARS/) holding <pid>/<pid>C<cam>T<n>F<frame>.jpg"
-    prefix = _locate(root, ("", "MARS"), lambda subdirs: any(split in subdirs for split in MARS_SPLITS))
+    prefix = locate_prefix(root, ("", "MARS"), lambda subdirs: any(split in subdirs for split in MARS_SPLITS))
     if prefix is None:
         raise _no_tracklets("mars", root, expected)
     frames: _MarsFrames = defaultdict(list)
     for split in MARS_SPLITS:
-        split_rel = _join(prefix, split)
+        split_rel = join_prefix(prefix, split)
         if (root / split_rel).is_dir():
             for person in _scan(root / split_rel)[1]:
-                _collect_mars_person(root, _join(split_rel, person), split, person, frames)
+                _collect_mars_person(root, join_prefix(split_rel, person), split, person, frames)
     if not frames:
         raise _no_tracklets("mars", root, expected)
     return [
@@ -154,7 +154,7 @@ def _mars(root: Path) -> list[TrackletFiles]:
             key=f"{split}/{pid}C{cam}T{tracklet}",
             person_id=pid,
             camera_id=cam,
-            paths=tuple(_join(prefix, f"{split}/{pid}/{name}") for _, name in sorted(numbered)),
+            paths=tuple(join_prefix(prefix, f"{split}/{pid}/{name}") for _, name in sorted(numbered)),
         )
         for (split, pid, cam, tracklet), numbered in frames.items()
     ]
@@ -164,7 +164,7 @@ def _collect_mars_person(root: Path, person_rel: str, split: str, person: str, f
     images = _scan(root / person_rel)[0]
     skipped = 0
     for name in images:
-        match = _MARS_NAME.fullmatch(name)
+        match = MARS_NAME.fullmatch(name)
         if match is None or match["pid"] != person:
             skipped += 1
             continue
@@ -184,14 +184,14 @@ def _camera_person_tracklets(
         camera_match = camera_pattern.fullmatch(camera)
         if camera_match is None:
             continue
-        camera_rel = _join(prefix, camera)
+        camera_rel = join_prefix(prefix, camera)
         for person in _scan(root / camera_rel)[1]:
-            person_rel = _join(camera_rel, person)
+            person_rel = join_prefix(camera_rel, person)
             images = _scan(root / person_rel)[0]
             if not images:
                 logger.debug("%s: no images in %s", dataset, person_rel)
                 continue
-            paths = tuple(_join(person_rel, name) for name in sorted(images, key=_natural_key))
+            paths = tuple(join_prefix(person_rel, name) for name in sorted(images, key=_natural_key))
             yield TrackletFiles(f"{camera}/{person}", person, camera_match[1], paths)
 
 
@@ -201,7 +201,7 @@ def _read_camera_person_tree(
     def holds_camera(subdirs: list[str]) -> bool:
         return any(camera_pattern.fullmatch(name) for name in subdirs)
 
-    prefix = _locate(root, prefixes, holds_camera)
+    prefix = locate_prefix(root, prefixes, holds_camera)
     found = [] if prefix is None else _camera_person_tracklets(dataset, root, prefix, camera_pattern)
     tracklets = list(found)
     if not tracklets:
@@ -238,10 +238,10 @@ def _walk_folder(root: Path, directory: Path, rel: str, ancestors: frozenset[str
     if images:
         key = rel or "."
         person_id = rel.split("/", 1)[0] if rel else root.resolve().name
-        paths = tuple(_join(rel, name) for name in sorted(images, key=_natural_key))
+        paths = tuple(join_prefix(rel, name) for name in sorted(images, key=_natural_key))
         yield TrackletFiles(key, person_id, "0", paths)
     for subdir in sorted(subdirs):
-        yield from _walk_folder(root, directory / subdir, _join(rel, subdir), ancestors | {real})
+        yield from _walk_folder(root, directory / subdir, join_prefix(rel, subdir), ancestors | {real})
 
 
 _READERS: dict[str, Callable[[Path], list[TrackletFiles]]] = {

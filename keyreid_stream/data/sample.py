@@ -291,7 +291,7 @@ def default_sources(spec: SampleSpec, timeout: float = 60.0) -> list[Source]:
     return sources
 
 
-def _describe(source: Source) -> str:
+def describe_folder(source: Source) -> str:
     description = getattr(source, "description", None)
     if isinstance(description, str):
         return description
@@ -366,7 +366,7 @@ def fetch_sample(
         attempts.append(f"cache directory {target.parent}: {exc}")
         raise _failure(spec, target, attempts) from exc
     for source in sources if sources is not None else default_sources(spec, timeout):
-        name = _describe(source)
+        name = describe_folder(source)
         try:
             _try_source(source, spec, target)
         except (OSError, ValueError, subprocess.SubprocessError, tarfile.TarError, SampleDataError) as exc:

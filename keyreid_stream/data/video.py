@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from keyreid_stream.data.datasets import VideoTracklet
 from keyreid_stream.data.sampling import SampledItem, dense_clips, restricted_random_clip
 from keyreid_stream.data.transforms import ClipTransform
+from keyreid_stream.keypoints.extract import default_store_folder
 from keyreid_stream.keypoints.pose import PRIOR_LAYOUT
 from keyreid_stream.keypoints.store import KeypointStore, StoreError
 
@@ -55,8 +56,6 @@ class KeypointSource:
     def open(cls, spec: str, root: str | os.PathLike[str], *, missing: str = "error") -> KeypointSource:
         """``spec``: ``"none"``, ``"prior"``, a backend name (its store in the default folder under ``root``)
         or the path of a store folder."""
-        from keyreid_stream.keypoints.extract import default_store_folder
-
         if spec in ("none", "prior"):
             return cls(spec)
         folder = Path(spec)

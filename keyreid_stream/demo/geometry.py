@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from keyreid_stream.demo.summary import IdentityReport
-from keyreid_stream.eval.mot import MotTracks, read_mot
 from keyreid_stream.eval.mtmc import box_iou_xywh
+from keyreid_stream.mot import MotTracks, read_mot
 
 __all__ = ["METHOD", "LinkQuality", "predicted_view_pairs", "true_view_pairs", "view_link_quality"]
 

@@ -2,7 +2,7 @@
 ``keyreid-stream export-mot``: the workers' MOT files relabelled with the matcher's global identities.
 
 See docs/mtmc.md. Errors in the input (a missing folder, a malformed line, a camera that the ground truth does not
-have) are :class:`~keyreid_stream.eval.mot.MotDataError`, one readable line.
+have) are :class:`~keyreid_stream.mot.MotDataError`, one readable line.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from keyreid_stream.cli import positive_int
+from keyreid_stream.argtypes import positive_int
 from keyreid_stream.logs import setup_logging
 
 __all__ = ["add_commands"]

@@ -21,7 +21,11 @@ import numpy as np
 import torch
 
 from keyreid_stream.keypoints.heatmaps import (
-    CONFIDENCE_THRESHOLD, PART_JOINTS, PART_NAMES, render_part_heatmaps, render_patch_weights,
+    CONFIDENCE_THRESHOLD,
+    PART_JOINTS,
+    PART_NAMES,
+    render_part_heatmaps,
+    render_patch_weights,
 )
 from keyreid_stream.model import parts as P
 from keyreid_stream.model.keyreid import KeyReID

@@ -1,5 +1,5 @@
 """Multi-camera tracking metrics: CLEAR MOT and identity measures per camera, and cross-camera (MTMC) identity
-measures, on MOTChallenge data (:mod:`keyreid_stream.eval.mot`).
+measures, on MOTChallenge data (:mod:`keyreid_stream.mot`).
 
 **CLEAR MOT** (Bernardin and Stiefelhagen 2008), frame by frame in frame order, as py-motmetrics does: a ground
 truth (GT) box and a predicted box may match when their IoU is at least ``iou_threshold``. First every GT object
@@ -43,7 +43,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from keyreid_stream.eval.hota import HotaFrame, HotaScores, combine_hota, hota_scores
-from keyreid_stream.eval.mot import MotDataError, MotTracks, read_camera_dir
+from keyreid_stream.mot import MotDataError, MotTracks, read_camera_dir
 
 __all__ = ["CameraScores", "ClearMotScores", "IdentityScores", "MtmcScores", "box_iou_xywh", "evaluate_camera",
            "evaluate_folders", "evaluate_mtmc", "format_mtmc_table", "identity_scores"]
@@ -329,7 +329,7 @@ def evaluate_mtmc(gt: Mapping[str, MotTracks], pred: Mapping[str, MotTracks], *,
 
 
 def evaluate_folders(gt_dir: str | Path, pred_dir: str | Path, *, iou_threshold: float = 0.5) -> MtmcScores:
-    """:func:`evaluate_mtmc` of two folders of cameras (:func:`~keyreid_stream.eval.mot.read_camera_dir`):
+    """:func:`evaluate_mtmc` of two folders of cameras (:func:`~keyreid_stream.mot.read_camera_dir`):
     ground truth (``gt=True`` filters) and predictions."""
     _check_threshold(iou_threshold)
     return evaluate_mtmc(read_camera_dir(gt_dir, gt=True), read_camera_dir(pred_dir), iou_threshold=iou_threshold)

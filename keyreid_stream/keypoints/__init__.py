@@ -1,6 +1,6 @@
 """Keypoints: 17 COCO joints per person, and the part heatmaps KeyRe-ID weights its patch tokens with.
 
-* ``pose`` -- the pose-backend interface, person selection in crops, the ``prior`` layout, ``create_backend``;
+* ``pose`` -- the pose-backend interface, person selection in crops, the ``prior`` layout; ``backends`` -- ``create_backend``;
   ``pifpaf``, ``yolo_pose`` and ``blazepose`` -- the pose models; ``pifpaf_build`` -- compiling openpifpaf for this torch.
 * ``heatmaps`` -- rendering part heatmaps and their patch weights in torch, on any device; keypoint flips.
 * ``store`` and ``extract`` -- the on-disk keypoint store of a dataset and the resumable extraction into it.

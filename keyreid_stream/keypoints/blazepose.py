@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS
-from keyreid_stream.keypoints.pose import PersonPoses, PoseBackend, PoseError, _check_images
+from keyreid_stream.keypoints.pose import PersonPoses, PoseBackend, PoseError, check_images
 from keyreid_stream.weights import WeightsNotFound, resolve_weights
 
 __all__ = ["COCO_FROM_BLAZEPOSE", "INPUT_SIZE", "VARIANTS", "BlazePose", "resolve_model", "square_boxes"]
@@ -181,7 +181,7 @@ class BlazePose(PoseBackend):
         return found
 
     def estimate_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        _check_images(crops)
+        check_images(crops)
         keypoints = [
             self._estimate_squares(crop, square_boxes(np.array([0, 0, crop.shape[1], crop.shape[0]]), 0.0))[0]
             for crop in crops
@@ -190,7 +190,7 @@ class BlazePose(PoseBackend):
 
     def estimate_boxes(self, frame: np.ndarray, boxes: np.ndarray, margin: float = 0.1) -> np.ndarray:
         """One person per box, each squared as the module docstring says: ``(N, 17, 3)`` in frame pixels."""
-        _check_images([frame])
+        check_images([frame])
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if not np.isfinite(boxes).all():
             raise ValueError(f"boxes must be finite, got {boxes[~np.isfinite(boxes).all(axis=1)].tolist()}")

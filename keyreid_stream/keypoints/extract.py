@@ -11,6 +11,7 @@ the summary; it never stops the run. A frame where the backend finds nobody is s
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS
-from keyreid_stream.data.layouts import TrackletFiles
+from keyreid_stream.data.layouts import TrackletFiles, list_tracklets
+from keyreid_stream.keypoints.backends import create_backend
 from keyreid_stream.keypoints.pose import PoseBackend
 from keyreid_stream.keypoints.store import STATUS_FOUND, STATUS_NO_PERSON, STATUS_UNREADABLE, KeypointStore
 
@@ -204,11 +206,6 @@ def extract_dataset(
     ``progress_factory(total_frames, done_frames)`` may return a per-batch progress callback (a progress bar).
     Every run is appended to ``runs.jsonl`` in the store.
     """
-    import json
-
-    from keyreid_stream.data.layouts import list_tracklets
-    from keyreid_stream.keypoints.pose import create_backend
-
     options = dict(backend_options or {})
     tracklets = list_tracklets(dataset, root)
     store = KeypointStore.create(out or default_store_folder(root, backend_name), dataset=dataset,

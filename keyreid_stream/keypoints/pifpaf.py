@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS
+from keyreid_stream.inference.device import device_name
 from keyreid_stream.keypoints.pose import PersonPoses, PoseBackend, PoseError
-from keyreid_stream.keypoints.yolo_pose import resolve_device
 
 __all__ = ["PifPafPose", "annotations_to_poses", "import_openpifpaf", "save_pifpaf_weights"]
 
@@ -50,7 +50,7 @@ def import_openpifpaf() -> ModuleType:
         pass  # openpifpaf imports matplotlib lazily in the parts used here
     try:
         import openpifpaf
-        import openpifpaf.plugins.coco  # noqa: F401  (registers the COCO heads and checkpoint names)
+        import openpifpaf.plugins.coco
     except ImportError as exc:
         raise PoseError(
             "the pifpaf backend needs openpifpaf, compiled against the installed torch: run "
@@ -181,7 +181,7 @@ class PifPafPose(PoseBackend):
         self.network = self._load_network(checkpoint, base_name, allow_pickle)
         import torch
 
-        self.device = torch.device(resolve_device(device))
+        self.device = torch.device(device_name(device))
         self.network = self.network.to(self.device).eval()
         self.decoder = self._openpifpaf.decoder.factory(self.network.head_metas)
         transforms = self._openpifpaf.transforms

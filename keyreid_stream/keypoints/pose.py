@@ -12,30 +12,28 @@ interface every estimator implements, so the stream, the dataset extractor and t
 
 Images are ``(H, W, 3)`` uint8 BGR arrays (OpenCV's order). A missing joint is ``(0, 0, 0)``: confidence 0
 means unknown, and the heatmap renderer skips it. The pose models live in :mod:`.pifpaf`, :mod:`.yolo_pose` and
-:mod:`.blazepose` (offline, one person per box); :func:`create_backend` builds any of them by name.
+:mod:`.blazepose` (offline, one person per box); :func:`~keyreid_stream.keypoints.backends.create_backend`
+builds any of them by name.
 """
 
 from __future__ import annotations
 
 import abc
-import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS, Detections, Frame
 
 __all__ = [
-    "BACKENDS", "PRIOR_LAYOUT", "PersonPoses", "PoseBackend", "PoseError", "PriorPose", "create_backend",
-    "crop_boxes", "select_person",
+    "PRIOR_LAYOUT", "PersonPoses", "PoseBackend", "PoseError", "PriorPose", "check_images", "crop_boxes",
+    "select_person",
 ]
 
 logger = logging.getLogger(__name__)
-
-BACKENDS: tuple[str, ...] = ("pifpaf", "yolo-pose", "blazepose", "prior")
 
 # Average upright pedestrian, facing the camera, as fractions (x of the box width, y of its height); COCO order.
 # The person's left side is on the image's right.
@@ -120,7 +118,7 @@ def crop_boxes(
     return crops, np.stack([x1, y1], axis=1).astype(np.float32) if len(crops) else np.zeros((0, 2), np.float32)
 
 
-def _check_images(images: Sequence[np.ndarray]) -> None:
+def check_images(images: Sequence[np.ndarray]) -> None:
     for index, image in enumerate(images):
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -145,7 +143,7 @@ class PoseBackend(abc.ABC):
 
     def detect(self, images: Sequence[np.ndarray]) -> list[PersonPoses]:
         """All people in each image (BGR uint8), in that image's pixel coordinates, in batches."""
-        _check_images(images)
+        check_images(images)
         found: list[PersonPoses] = []
         for start in range(0, len(images), self.batch_size):
             found.extend(self._detect_batch(images[start:start + self.batch_size]))
@@ -160,7 +158,7 @@ class PoseBackend(abc.ABC):
     def estimate_boxes(self, frame: np.ndarray, boxes: np.ndarray, margin: float = 0.1) -> np.ndarray:
         """One person per box of ``frame``: ``(N, 17, 3)`` float32 in frame pixels (crops grown by ``margin``)."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        _check_images([frame])
+        check_images([frame])
         crops, origins = crop_boxes(frame, boxes, margin)
         keypoints = self.estimate_crops(crops)
         seen = keypoints[..., 2] > 0
@@ -176,7 +174,7 @@ class PoseBackend(abc.ABC):
             for frame, found in zip(frames, poses)
         ]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: a backend without resources keeps this)
         """Release the model (GPU memory); the backend cannot be used afterwards."""
 
 
@@ -207,26 +205,5 @@ class PriorPose(PoseBackend):
         return found
 
     def estimate_boxes(self, frame: np.ndarray, boxes: np.ndarray, margin: float = 0.1) -> np.ndarray:
-        _check_images([frame])
+        check_images([frame])
         return self.layout(boxes)
-
-
-def create_backend(name: str, **options: Any) -> PoseBackend:
-    """A pose backend by name (``pifpaf``, ``yolo-pose``, ``blazepose``, ``prior``) with its keyword options."""
-    if name == "prior":
-        return PriorPose(**options)
-    if name == "pifpaf":
-        from keyreid_stream.keypoints.pifpaf import PifPafPose
-
-        return PifPafPose(**options)
-    if name == "yolo-pose":
-        from keyreid_stream.keypoints.yolo_pose import YoloPose
-
-        return YoloPose(**options)
-    if name == "blazepose":
-        from keyreid_stream.keypoints.blazepose import BlazePose
-
-        return BlazePose(**options)
-    close = difflib.get_close_matches(name, BACKENDS, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise PoseError(f"unknown pose backend {name!r}{hint}; known: {', '.join(BACKENDS)}")

@@ -17,14 +17,15 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keyreid_stream.inference.device import device_name
+from keyreid_stream.inference.model_source import check_model_source
 from keyreid_stream.keypoints.pose import PersonPoses, PoseBackend, PoseError
 
-__all__ = ["YoloPose", "check_model_source", "resolve_device"]
+__all__ = ["YoloPose", "check_pose_model_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,39 +33,7 @@ PERSON_CLASS = 0
 OFFICIAL_POSE_WEIGHTS = re.compile(r"^yolo(v8|11|12|26)[nsmlx]-pose\.pt$")
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda:0`` when CUDA is available, else ``cpu``; anything else is passed through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
-
-
-def check_model_source(
-    model: str, allow_pickle: bool, *, official: re.Pattern[str], what: str, examples: str,
-    error: type[Exception],
-) -> None:
-    """Refuse a model source before anything loads it; shared by the YOLO pose backend and the YOLO detector.
-
-    Accepted: an ultralytics ``*.yaml`` (random weights), an official asset name matching ``official``
-    (no folder: ultralytics downloads it), an existing local file or folder. A local ``.pt`` is a pickle,
-    which runs code when loaded: it needs ``allow_pickle``. ``what`` names the model and ``examples`` lists
-    the alternatives in the messages, raised as ``error``.
-    """
-    path = Path(model)
-    if path.suffix == ".yaml" or official.match(model):
-        return
-    if not path.exists():
-        raise error(f"{what} model {model!r} not found: give a local file, {examples}")
-    if path.suffix == ".pt" and not allow_pickle:
-        raise error(
-            f"{model} is a pickled PyTorch file: loading it runs code stored in it. Pass allow_pickle=True "
-            "(--allow-pickle) if you trust it, or export it to ONNX first"
-        )
-
-
-def _check_model_source(model: str, allow_pickle: bool) -> None:
+def check_pose_model_source(model: str, allow_pickle: bool) -> None:
     check_model_source(
         model, allow_pickle, official=OFFICIAL_POSE_WEIGHTS, what="YOLO-pose", error=PoseError,
         examples="an ultralytics *-pose.yaml (random weights) or an official name such as 'yolo11n-pose.pt' "
@@ -83,7 +52,7 @@ class YoloPose(PoseBackend):
         max_people: int = 100, half: bool = False,
     ) -> None:
         super().__init__(batch_size)
-        _check_model_source(str(model), allow_pickle)
+        check_pose_model_source(str(model), allow_pickle)
         try:
             from ultralytics import YOLO
         except ImportError as exc:
@@ -95,7 +64,7 @@ class YoloPose(PoseBackend):
         kpt_shape = getattr(self.model.model, "yaml", {}).get("kpt_shape") if hasattr(self.model, "model") else None
         if kpt_shape is not None and list(kpt_shape) != [17, 3]:
             raise PoseError(f"{model} predicts keypoints of shape {kpt_shape}, not the 17 COCO points (17, 3)")
-        self.device = resolve_device(device)
+        self.device = device_name(device)
         self.predict_options: dict[str, Any] = {
             "conf": confidence, "iou": iou, "imgsz": image_size, "max_det": max_people, "classes": [PERSON_CLASS],
             "device": self.device, "verbose": False,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keyreid_stream.cli import positive_int
+from keyreid_stream.argtypes import positive_int
 
 if TYPE_CHECKING:
     from keyreid_stream.matcher.config import MatcherConfig

@@ -10,9 +10,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keyreid_stream.config.schema import LoggingConfig, _require
+from keyreid_stream.config.schema import LoggingConfig
 from keyreid_stream.matcher.association.association import AssociationParams
 from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.validation import require
 
 __all__ = ["ApiConfig", "AssociationConfig", "IndexConfig", "IngestConfig", "MatcherConfig", "RedisConfig",
            "RetentionConfig", "SearchConfig", "local_config", "parse_http_address"]
@@ -29,11 +30,11 @@ class RedisConfig:
     backoff_s: tuple[float, float] = (0.2, 5.0)
 
     def __post_init__(self) -> None:
-        _require(self.url.startswith(("redis://", "rediss://", "unix://")), "redis.url must be redis://, rediss:// "
+        require(self.url.startswith(("redis://", "rediss://", "unix://")), "redis.url must be redis://, rediss:// "
                  "or unix://")
         Keys(self.prefix)
-        _require(self.socket_timeout_s > 0, "redis.socket_timeout_s must be > 0")
-        _require(0 < self.backoff_s[0] <= self.backoff_s[1], "redis.backoff_s must be (first, max), 0 < first <= max")
+        require(self.socket_timeout_s > 0, "redis.socket_timeout_s must be > 0")
+        require(0 < self.backoff_s[0] <= self.backoff_s[1], "redis.backoff_s must be (first, max), 0 < first <= max")
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class IngestConfig:
     store_thumbnails: bool = True
 
     def __post_init__(self) -> None:
-        _require(self.listen.startswith(("tcp://", "ipc://", "inproc://")), "ingest.listen must be a ZeroMQ endpoint")
-        _require(self.batch_size >= 1, "ingest.batch_size must be >= 1")
-        _require(self.expected_dim is None or self.expected_dim >= 1, "ingest.expected_dim must be >= 1 or null")
+        require(self.listen.startswith(("tcp://", "ipc://", "inproc://")), "ingest.listen must be a ZeroMQ endpoint")
+        require(self.batch_size >= 1, "ingest.batch_size must be >= 1")
+        require(self.expected_dim is None or self.expected_dim >= 1, "ingest.expected_dim must be >= 1 or null")
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ class AssociationConfig(AssociationParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(self.batch_size >= 1, "association.batch_size must be >= 1")
-        _require(self.lease_ttl_s >= 1, "association.lease_ttl_s must be >= 1")
-        _require(self.recluster_every_s >= 0, "association.recluster_every_s must be >= 0")
-        _require(self.recluster_horizon_s > 0, "association.recluster_horizon_s must be > 0")
-        _require(self.max_candidates >= 1, "association.max_candidates must be >= 1")
+        require(self.batch_size >= 1, "association.batch_size must be >= 1")
+        require(self.lease_ttl_s >= 1, "association.lease_ttl_s must be >= 1")
+        require(self.recluster_every_s >= 0, "association.recluster_every_s must be >= 0")
+        require(self.recluster_horizon_s > 0, "association.recluster_horizon_s must be > 0")
+        require(self.max_candidates >= 1, "association.max_candidates must be >= 1")
 
     def params(self) -> AssociationParams:
         """The decision rules alone, as plain keyword arguments of :class:`AssociationParams`."""
@@ -104,13 +105,13 @@ class IndexConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        _require(self.kind in ("auto", "flat", "ivf", "hnsw"), "index.kind must be auto, flat, ivf or hnsw")
-        _require(self.flat_max >= 1 and self.hnsw_m >= 4, "index.flat_max must be >= 1 and index.hnsw_m >= 4")
-        _require(self.nprobe >= 1, "index.nprobe must be >= 1")
-        _require(self.nlist is None or self.nlist >= 1, "index.nlist must be >= 1 or null")
-        _require(self.ef_construction >= 8 and self.ef_search >= 8, "index.ef_construction/ef_search must be >= 8")
-        _require(self.max_dim is None or self.max_dim >= 1, "index.max_dim must be >= 1 or null")
-        _require(self.threads is None or self.threads >= 1, "index.threads must be >= 1 or null")
+        require(self.kind in ("auto", "flat", "ivf", "hnsw"), "index.kind must be auto, flat, ivf or hnsw")
+        require(self.flat_max >= 1 and self.hnsw_m >= 4, "index.flat_max must be >= 1 and index.hnsw_m >= 4")
+        require(self.nprobe >= 1, "index.nprobe must be >= 1")
+        require(self.nlist is None or self.nlist >= 1, "index.nlist must be >= 1 or null")
+        require(self.ef_construction >= 8 and self.ef_search >= 8, "index.ef_construction/ef_search must be >= 8")
+        require(self.max_dim is None or self.max_dim >= 1, "index.max_dim must be >= 1 or null")
+        require(self.threads is None or self.threads >= 1, "index.threads must be >= 1 or null")
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class RetentionConfig:
     every_s: float = 60.0
 
     def __post_init__(self) -> None:
-        _require(self.max_age_s >= 0 and self.every_s > 0, "retention.max_age_s must be >= 0 and every_s > 0")
+        require(self.max_age_s >= 0 and self.every_s > 0, "retention.max_age_s must be >= 0 and every_s > 0")
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,9 @@ class ApiConfig:
     def __post_init__(self) -> None:
         if self.http:
             parse_http_address(self.http)
-        _require(self.max_body_bytes >= 1024, "api.max_body_bytes must be >= 1024")
-        _require(self.header_timeout_s > 0, "api.header_timeout_s must be > 0")
-        _require(self.max_results >= 1, "api.max_results must be >= 1")
+        require(self.max_body_bytes >= 1024, "api.max_body_bytes must be >= 1024")
+        require(self.header_timeout_s > 0, "api.header_timeout_s must be > 0")
+        require(self.max_results >= 1, "api.max_results must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class SearchConfig:
     oversample: int = 8
 
     def __post_init__(self) -> None:
-        _require(self.oversample >= 1, "search.oversample must be >= 1")
+        require(self.oversample >= 1, "search.oversample must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,18 @@
 """
 
 from keyreid_stream.model.checkpoint import (
-    CheckpointError, LoadReport, load_checkpoint, load_imagenet, load_model, save_checkpoint,
+    CheckpointError,
+    LoadReport,
+    load_checkpoint,
+    load_imagenet,
+    save_checkpoint,
 )
 from keyreid_stream.model.heads import FeatureDims, ReIDOutput
-from keyreid_stream.model.keyreid import KeyReID
+from keyreid_stream.model.keyreid import KeyReID  # importing a model file registers its variants
 from keyreid_stream.model.rapa import RAPA
-from keyreid_stream.model.registry import build_model, get_spec, list_models
+from keyreid_stream.model.registry import build_model, convert_checkpoint, get_spec, list_models, load_model
 
 __all__ = [
-    "CheckpointError", "FeatureDims", "KeyReID", "LoadReport", "RAPA", "ReIDOutput", "build_model", "get_spec",
-    "list_models", "load_checkpoint", "load_imagenet", "load_model", "save_checkpoint",
+    "CheckpointError", "FeatureDims", "KeyReID", "LoadReport", "RAPA", "ReIDOutput", "build_model",
+    "convert_checkpoint", "get_spec", "list_models", "load_checkpoint", "load_imagenet", "load_model", "save_checkpoint",
 ]

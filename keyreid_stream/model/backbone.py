@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-__all__ = ["CameraViT", "cls_only_block", "resize_pos_embed", "weighted_cls_block"]
+__all__ = ["CameraViT", "cls_only_block", "is_eager", "resize_pos_embed", "weighted_cls_block"]
 
 OFFICIAL_CAMERA_WEIGHT = 3.0
 
@@ -56,7 +56,7 @@ class CameraViT(VisionTransformer):
             return 0.0
         if camera_ids.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"camera_ids must be an integer tensor, got {camera_ids.dtype}")
-        if _eager() and camera_ids.numel():
+        if is_eager() and camera_ids.numel():
             low, high = int(camera_ids.min()), int(camera_ids.max())
             if low < 0 or high >= self.num_cameras:
                 raise ValueError(
@@ -85,7 +85,7 @@ class CameraViT(VisionTransformer):
         return self.forward_tokens(images, camera_ids)
 
 
-def _eager() -> bool:
+def is_eager() -> bool:
     """False while tracing, compiling or exporting (data-dependent checks are skipped there)."""
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
 

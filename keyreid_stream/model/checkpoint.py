@@ -3,7 +3,7 @@
 ``load_checkpoint(model, path, kind)`` reads:
 
 * ``"native"`` -- our own checkpoints (:func:`save_checkpoint`): the architecture, how it was built and the
-  weights; :func:`load_model` rebuilds the model from one file.
+  weights; :func:`~keyreid_stream.model.registry.load_model` rebuilds the model from one file.
 * ``"official"`` -- the authors' KeyRe-ID or VID-Trans-ReID state dicts (their key names; a ``module.`` prefix
   and ``{"model": ...}`` / ``{"state_dict": ...}`` wrappers are accepted). Build the model with
   ``compat="official"`` to get their outputs.
@@ -27,10 +27,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-__all__ = [
-    "CheckpointError", "LoadReport", "convert_checkpoint", "load_checkpoint", "load_imagenet", "load_model",
-    "save_checkpoint",
-]
+__all__ = ["FORMAT", "CheckpointError", "Kind", "LoadReport", "load_checkpoint", "load_imagenet", "load_native",
+           "read_checkpoint", "save_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ class LoadReport:
 # ----------------------------------------------------------------------------------------------- reading files
 
 
-def _read_file(path: Path, allow_pickle: bool) -> Any:
+def read_checkpoint(path: Path, allow_pickle: bool) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     suffix = path.suffix.lower()
@@ -136,10 +134,10 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], kind: Kind =
                     allow_pickle: bool = False) -> LoadReport:
     """Load weights into ``model`` (any registered architecture); returns what was loaded, left alone and dropped."""
     path = Path(path)
-    obj = _read_file(path, allow_pickle)
+    obj = read_checkpoint(path, allow_pickle)
     detected = _detect_kind(obj, path) if kind == "auto" else kind
     if detected == "native":
-        return _load_native(model, obj, path)
+        return load_native(model, obj, path)
     state = _unwrap(obj, path)
     if detected == "native-state-dict":
         return _apply(model, dict(state), [], path, "native", strict=True)
@@ -151,30 +149,21 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike[str], kind: Kind =
 
 
 def _load_official(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> LoadReport:
-    from keyreid_stream.model.keyreid import convert_official_state_dict
-
-    if not hasattr(model, "compat"):
+    convert = getattr(model, "official_state_dict", None)
+    if convert is None:
         raise CheckpointError(f"{path}: {type(model).__name__} has no authors' checkpoint format to read (its authors "
                               "published no code); load our own checkpoints or ImageNet weights")
     if getattr(model, "compat", None) != "official":
         log.warning("%s: the authors' weights give the authors' outputs only with compat='official'", path)
-    depth = len(model.backbone.blocks) + 1
-    converted, dropped = convert_official_state_dict(state, depth)
-    _check_duplicate_part_block(state)
+    try:
+        converted, dropped = convert(state)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
     own = model.state_dict()
     for key in [k for k in converted if k.split(".")[-2:] == ["classifier", "weight"] and k not in own]:
         dropped.append(key)  # an inference-only model (num_classes=0) has no classifiers
         del converted[key]
     return _apply(model, converted, dropped, path, "official", strict=True)
-
-
-def _check_duplicate_part_block(state: dict[str, torch.Tensor]) -> None:
-    for key, value in state.items():
-        bare = key.removeprefix("module.")
-        if bare.startswith("block1."):
-            twin = state.get(key.replace("block1.", "b2.0.", 1))
-            if twin is not None and not torch.equal(twin, value):
-                raise CheckpointError(f"{bare} differs from its twin b2.0.{bare[7:]} (they are one module)")
 
 
 def _load_imagenet_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> LoadReport:
@@ -205,7 +194,7 @@ def load_imagenet(model: nn.Module, source: str | os.PathLike[str]) -> LoadRepor
     return load_checkpoint(model, source, kind="imagenet")
 
 
-def _load_native(model: nn.Module, obj: dict[str, Any], path: Path) -> LoadReport:
+def load_native(model: nn.Module, obj: dict[str, Any], path: Path) -> LoadReport:
     version = obj.get("version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version}, this build reads {FORMAT_VERSION}")
@@ -261,42 +250,3 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, extra: di
     torch.save(payload, partial)
     os.replace(partial, path)
     return path
-
-
-def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
-               **overrides: Any) -> nn.Module:
-    """Rebuild a model saved by :func:`save_checkpoint` and load its weights (``overrides`` change options
-    that do not alter the weights, e.g. ``num_classes=0`` is not allowed but ``drop_path_rate`` is). The saved
-    ``extra`` values are on ``model.checkpoint_extra``."""
-    from keyreid_stream.model.registry import build_model
-
-    path = Path(path)
-    obj = _read_file(path, allow_pickle=False)
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a keyreid-stream checkpoint (use load_checkpoint for other kinds)")
-    build = {**obj["build"], **overrides}
-    model = build_model(obj["arch"], build.pop("num_classes"), build.pop("num_cameras"), **build)
-    _load_native(model, obj, path)
-    model.checkpoint_extra = dict(obj.get("extra") or {})  # e.g. the input normalisation it was trained with
-    return model.to(map_location)
-
-
-def convert_checkpoint(source: str | os.PathLike[str], destination: str | os.PathLike[str], *, arch: str,
-                       num_classes: int, num_cameras: int, kind: Kind = "auto", allow_pickle: bool = False,
-                       **overrides: Any) -> LoadReport:
-    """Read any supported checkpoint into ``build_model(arch, ...)`` and save it in our format.
-
-    E.g. the authors' MARS weights: ``kind="official"``, ``arch="keyreid_vit_base"``, ``num_classes=625``,
-    ``num_cameras=6``, ``compat="official"``.
-    """
-    from keyreid_stream.model.registry import build_model
-
-    try:
-        model = build_model(arch, num_classes, num_cameras, **overrides)
-    except ValueError as exc:  # an unknown architecture or option, a camera count the model cannot take
-        raise CheckpointError(f"cannot build {arch} to convert {source} into: {exc}") from exc
-    report = load_checkpoint(model, source, kind, allow_pickle=allow_pickle)
-    if kind != "imagenet" and report.kind != "imagenet" and report.left_at_init:
-        raise CheckpointError(f"{source}: {len(report.left_at_init)} model entries missing")
-    save_checkpoint(model, destination, extra={"converted_from": Path(source).name, "source_kind": report.kind})
-    return report

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from keyreid_stream.model.backbone import _eager
+from keyreid_stream.model.backbone import is_eager
 
 __all__ = ["BNNeckHead", "FeatureDims", "ReIDOutput", "TemporalAttention", "check_clip_inputs"]
 
@@ -100,6 +100,6 @@ def check_clip_inputs(frames: torch.Tensor, keypoints: torch.Tensor | None, came
         raise ValueError(f"keypoints must be ({batch}, {count}, 17, 3), got {tuple(keypoints.shape)}")
     if camera_ids is not None and tuple(camera_ids.shape) != (batch,):
         raise ValueError(f"camera_ids must be ({batch},), got {tuple(camera_ids.shape)}")
-    if _eager() and not torch.isfinite(frames).all():
+    if is_eager() and not torch.isfinite(frames).all():
         raise ValueError("frames contain NaN or infinite values")
     return batch, count

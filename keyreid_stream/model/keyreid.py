@@ -29,11 +29,17 @@ from torch import nn
 
 from keyreid_stream.keypoints.heatmaps import NUM_PARTS, pool_to_patches, render_patch_weights
 from keyreid_stream.model import parts as P
-from keyreid_stream.model.backbone import CameraViT, cls_only_block, weighted_cls_block
-from keyreid_stream.model.heads import BNNeckHead, FeatureDims, ReIDOutput, TemporalAttention, check_clip_inputs
+from keyreid_stream.model.backbone import CameraViT, cls_only_block, resize_pos_embed, weighted_cls_block
+from keyreid_stream.model.heads import (
+    BNNeckHead,
+    FeatureDims,
+    ReIDOutput,
+    TemporalAttention,
+    check_clip_inputs,
+)
 from keyreid_stream.model.registry import register_model
 
-__all__ = ["KeyReID", "convert_official_state_dict"]
+__all__ = ["KeyReID", "check_duplicate_part_block", "convert_official_state_dict"]
 
 
 # ----------------------------------------------------------------------------------------------- blocks
@@ -218,6 +224,11 @@ class KeyReID(nn.Module):
     def imagenet_state_dict(self, state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
         return convert_imagenet_state_dict(state, self)
 
+    def official_state_dict(self, state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """The authors' state dict in our key names (the model owns its conversion; the generic loader calls it)."""
+        check_duplicate_part_block(state)
+        return convert_official_state_dict(state, len(self.backbone.blocks) + 1)
+
 
 # ----------------------------------------------------------------------------------------------- checkpoints
 
@@ -237,6 +248,16 @@ _OFFICIAL_KEYS: tuple[tuple[str, str], ...] = (
     (r"^attention_conv\.(.*)$", r"temporal_attention.frame_conv.\1"),
     (r"^attention_tconv\.(.*)$", r"temporal_attention.temporal_conv.\1"),
 )  # type: ignore[assignment]
+
+
+def check_duplicate_part_block(state: Mapping[str, torch.Tensor]) -> None:
+    """The authors store the part block twice (``block1`` and ``b2.0``, one module): both copies must agree."""
+    for key, value in state.items():
+        bare = key.removeprefix("module.")
+        if bare.startswith("block1."):
+            twin = state.get(key.replace("block1.", "b2.0.", 1))
+            if twin is not None and not torch.equal(twin, value):
+                raise ValueError(f"{bare} differs from its twin b2.0.{bare[7:]} (they are one module)")
 
 
 def convert_official_state_dict(
@@ -272,8 +293,6 @@ def convert_imagenet_state_dict(
     Blocks 0..depth-2 go to the backbone, the last block and the final norm initialise the global branch (as
     the authors' deep copy does); the positional embedding is resized to the model's patch grid (bilinear).
     """
-    from keyreid_stream.model.backbone import resize_pos_embed
-
     depth = len(model.backbone.blocks) + 1
     converted: dict[str, torch.Tensor] = {}
     dropped: list[str] = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 
-
 __all__ = [
     "kps_sequences", "part_weights", "stripe_sequences", "tcss_permutation", "temporal_rows",
 ]

@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from keyreid_stream.keypoints.regions import NUM_REGIONS, cell_masks, region_boxes, stripe_boxes
-from keyreid_stream.model.heads import BNNeckHead, FeatureDims, ReIDOutput, TemporalAttention, check_clip_inputs
+from keyreid_stream.model.heads import (
+    BNNeckHead,
+    FeatureDims,
+    ReIDOutput,
+    TemporalAttention,
+    check_clip_inputs,
+)
 from keyreid_stream.model.registry import register_model
 from keyreid_stream.model.resnet import ReIDResNet
 

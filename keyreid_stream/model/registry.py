@@ -1,8 +1,11 @@
-"""Named architectures: ``build_model(arch, num_classes, num_cameras, **overrides)``.
+"""Named architectures: ``build_model(arch, num_classes, num_cameras, **overrides)``, and rebuilding saved models.
 
 A model file registers its variants with :func:`register_model`; each variant is a dict of constructor keyword
 arguments. Overrides replace any of them (an unknown key is an error that lists the valid ones). The built model
-remembers how it was built (``model.arch``, ``model.build_kwargs``) so that checkpoints can rebuild it.
+remembers how it was built (``model.arch``, ``model.build_kwargs``) so that checkpoints can rebuild it:
+:func:`load_model` rebuilds one from a saved checkpoint, :func:`convert_checkpoint` converts any supported
+checkpoint into our format. The model files register themselves when :mod:`keyreid_stream.model` is imported
+(as timm's model files do), so this module imports none of them.
 """
 
 from __future__ import annotations
@@ -10,14 +13,30 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
-__all__ = ["ModelSpec", "build_model", "get_spec", "list_models", "register_model"]
+from keyreid_stream.model.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    Kind,
+    LoadReport,
+    load_checkpoint,
+    load_imagenet,
+    load_native,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+__all__ = [
+    "ModelSpec", "build_model", "convert_checkpoint", "get_spec", "list_models", "load_model", "register_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +68,11 @@ def register_model(
     return spec
 
 
-def _ensure_builtin_models() -> None:
-    # Importing the model files registers their variants.
-    from keyreid_stream.model import keyreid, rapa  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _ensure_builtin_models()
     return sorted(_REGISTRY)
 
 
 def get_spec(arch: str) -> ModelSpec:
-    _ensure_builtin_models()
     if arch not in _REGISTRY:
         close = difflib.get_close_matches(arch, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -84,8 +96,6 @@ def build_model(
     model.arch = arch
     model.build_kwargs = dict(kwargs)
     if pretrained:
-        from keyreid_stream.model.checkpoint import load_imagenet
-
         if pretrained is True and spec.timm_weights is None:
             raise ValueError(f"{arch} has no published ImageNet weights; pass a local file instead")
         source = spec.timm_weights if pretrained is True else Path(pretrained)
@@ -101,3 +111,38 @@ def _check_keys(name: str, model_class: type[nn.Module], kwargs: Mapping[str, An
             close = difflib.get_close_matches(key, sorted(accepted), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"{name}: unknown model option {key!r}{hint}; valid: {', '.join(sorted(accepted))}")
+
+
+def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu",
+               **overrides: Any) -> nn.Module:
+    """Rebuild a model saved by :func:`~keyreid_stream.model.checkpoint.save_checkpoint` and load its weights (``overrides`` change options
+    that do not alter the weights, e.g. ``num_classes=0`` is not allowed but ``drop_path_rate`` is). The saved
+    ``extra`` values are on ``model.checkpoint_extra``."""
+    path = Path(path)
+    obj = read_checkpoint(path, allow_pickle=False)
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a keyreid-stream checkpoint (use load_checkpoint for other kinds)")
+    build = {**obj["build"], **overrides}
+    model = build_model(obj["arch"], build.pop("num_classes"), build.pop("num_cameras"), **build)
+    load_native(model, obj, path)
+    model.checkpoint_extra = dict(obj.get("extra") or {})  # e.g. the input normalisation it was trained with
+    return model.to(map_location)
+
+
+def convert_checkpoint(source: str | os.PathLike[str], destination: str | os.PathLike[str], *, arch: str,
+                       num_classes: int, num_cameras: int, kind: Kind = "auto", allow_pickle: bool = False,
+                       **overrides: Any) -> LoadReport:
+    """Read any supported checkpoint into ``build_model(arch, ...)`` and save it in our format.
+
+    E.g. the authors' MARS weights: ``kind="official"``, ``arch="keyreid_vit_base"``, ``num_classes=625``,
+    ``num_cameras=6``, ``compat="official"``.
+    """
+    try:
+        model = build_model(arch, num_classes, num_cameras, **overrides)
+    except ValueError as exc:  # an unknown architecture or option, a camera count the model cannot take
+        raise CheckpointError(f"cannot build {arch} to convert {source} into: {exc}") from exc
+    report = load_checkpoint(model, source, kind, allow_pickle=allow_pickle)
+    if kind != "imagenet" and report.kind != "imagenet" and report.left_at_init:
+        raise CheckpointError(f"{source}: {len(report.left_at_init)} model entries missing")
+    save_checkpoint(model, destination, extra={"converted_from": Path(source).name, "source_kind": report.kind})
+    return report

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from keyreid_stream.eval.mot import MotTracks, read_camera_dir, write_mot
+from keyreid_stream.mot import MotTracks, read_camera_dir, write_mot
 from keyreid_stream.query.client import QueryClient
 
 __all__ = ["UNLINKED_BASE", "ExportReport", "TrackAssignment", "assign_tracks", "export_global_ids",

@@ -23,7 +23,7 @@ class TrainingInputError(Exception):
     """A configuration, dataset or checkpoint problem found by a training command (one readable line)."""
 
 
-def _readable(handler):  # noqa: ANN001, ANN202 - wraps a CLI handler
+def _readable(handler):
     """Report the ValueErrors of the library (bad config values, data, splits) as one line; the traceback is
     logged at DEBUG level."""
 
@@ -51,7 +51,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override config values, e.g. optim.epochs=10 run.output=runs/try")
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - TrainingConfig, imported lazily
+def _load(args: argparse.Namespace):
     from keyreid_stream.train.config import TrainingConfig
 
     config = load_config(TrainingConfig, args.config, args.overrides)

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keyreid_stream.config.schema import LoggingConfig, _require
+from keyreid_stream.config.schema import LoggingConfig
 from keyreid_stream.model.losses import LossWeights
+from keyreid_stream.validation import require
 
 __all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ModelConfig", "OptimConfig", "RunConfig",
            "SamplerConfig", "TrainingConfig"]
@@ -39,12 +40,12 @@ class DataConfig:
     workers: int = 4
 
     def __post_init__(self) -> None:
-        _require(self.split >= 0, "split must be >= 0")
-        _require(min(self.image_size) >= 8, "image_size must be at least 8x8")
-        _require(self.clip_length >= 1, "clip_length must be >= 1")
-        _require(self.test_max_clips is None or self.test_max_clips >= 1, "test_max_clips must be >= 1 or null")
-        _require(0.0 <= self.validation_ids < 0.5, "validation_ids must be in [0, 0.5)")
-        _require(self.workers >= 0, "workers must be >= 0")
+        require(self.split >= 0, "split must be >= 0")
+        require(min(self.image_size) >= 8, "image_size must be at least 8x8")
+        require(self.clip_length >= 1, "clip_length must be >= 1")
+        require(self.test_max_clips is None or self.test_max_clips >= 1, "test_max_clips must be >= 1 or null")
+        require(0.0 <= self.validation_ids < 0.5, "validation_ids must be in [0, 0.5)")
+        require(self.workers >= 0, "workers must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ class SamplerConfig:
     tracklets_per_id: int = 4
 
     def __post_init__(self) -> None:
-        _require(self.ids_per_batch >= 2, "ids_per_batch must be >= 2 (the triplet loss needs negatives)")
-        _require(self.tracklets_per_id >= 1, "tracklets_per_id must be >= 1")
+        require(self.ids_per_batch >= 2, "ids_per_batch must be >= 2 (the triplet loss needs negatives)")
+        require(self.tracklets_per_id >= 1, "tracklets_per_id must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,12 @@ class OptimConfig:
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "epochs must be >= 1")
-        _require(self.lr > 0 and self.center_lr > 0, "learning rates must be > 0")
-        _require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]")
-        _require(self.accumulate >= 1, "accumulate must be >= 1")
-        _require(self.step_epochs >= 1 and 0 < self.gamma <= 1, "step_epochs must be >= 1 and gamma in (0, 1]")
-        _require(self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or null")
+        require(self.epochs >= 1, "epochs must be >= 1")
+        require(self.lr > 0 and self.center_lr > 0, "learning rates must be > 0")
+        require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs must be in [0, epochs]")
+        require(self.accumulate >= 1, "accumulate must be >= 1")
+        require(self.step_epochs >= 1 and 0 < self.gamma <= 1, "step_epochs must be >= 1 and gamma in (0, 1]")
+        require(self.grad_clip is None or self.grad_clip > 0, "grad_clip must be > 0 or null")
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,9 @@ class EvalConfig:
     report_queries: int = 8
 
     def __post_init__(self) -> None:
-        _require(self.batch_clips >= 1, "batch_clips must be >= 1")
-        _require(self.max_rank >= 1, "max_rank must be >= 1")
-        _require(self.report_queries >= 1, "report_queries must be >= 1")
+        require(self.batch_clips >= 1, "batch_clips must be >= 1")
+        require(self.max_rank >= 1, "max_rank must be >= 1")
+        require(self.report_queries >= 1, "report_queries must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,10 @@ class RunConfig:
     sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.eval_every >= 1 and self.log_every >= 1, "eval_every and log_every must be >= 1")
-        _require(self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+        require(self.eval_every >= 1 and self.log_every >= 1, "eval_every and log_every must be >= 1")
+        require(self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
                  "checkpoint_every_steps must be >= 1 or null")
-        _require(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+        require(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
                  "max_steps_per_epoch must be >= 1 or null")
 
 

@@ -22,7 +22,9 @@ from keyreid_stream.data.datasets import ReIDSplit, VideoTracklet, read_split, s
 from keyreid_stream.data.video import KeypointSource
 from keyreid_stream.eval.rank import aggregate_results
 from keyreid_stream.eval.runner import SplitEvaluation, dataset_title, evaluate_split, write_reports
-from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
+from keyreid_stream.inference.device import resolve_amp
+from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint
+from keyreid_stream.model.registry import load_model
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
 from keyreid_stream.weights import resolve_weights
@@ -97,7 +99,7 @@ def evaluate_checkpoint(config: TrainingConfig, checkpoint: str, *, splits: Sequ
         raise ValueError(f"{data.dataset} has one model per split: put {{split}} in the checkpoint path "
                          f"(e.g. runs/{data.dataset}/split-{{split}}/best.pt) or choose one split with --split")
     processes = setup.init_processes(config.run.device)
-    amp_dtype = setup.resolve_amp(config.optim.amp, processes.device)
+    amp_dtype = resolve_amp(config.optim.amp, processes.device)
     per_split: list[dict[str, dict[str, float]]] = []
     results: dict[str, list[Any]] = {}
     out = Path(output) if output is not None else None

@@ -26,7 +26,7 @@ from keyreid_stream.train.config import ModelConfig, OptimConfig, TrainingConfig
 from keyreid_stream.weights import resolve_weights
 
 __all__ = ["Processes", "build_loss", "build_optimizers", "build_run_model", "fingerprint", "init_processes",
-           "label_map", "open_keypoints", "resolve_amp"]
+           "label_map", "open_keypoints"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,6 @@ def init_processes(device_spec: str) -> Processes:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     logger.info("process %d of %d on %s", dist.get_rank(), world_size, device)
     return Processes(dist.get_rank(), world_size, local_rank, device)
-
-
-def resolve_amp(setting: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: bfloat16 on a GPU, full precision on a CPU."""
-    if setting == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[setting]
 
 
 def fingerprint(config: TrainingConfig) -> str:

@@ -70,7 +70,7 @@ def load_training_state(path: str | os.PathLike[str], *, model: torch.nn.Module,
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise StateError(f"no training state at {path}") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+    except Exception as exc:
         raise StateError(f"{path} is not a readable training state ({type(exc).__name__}: {exc})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise StateError(f"{path} is not a keyreid-stream training state")

@@ -7,7 +7,7 @@ processes with ``torchrun`` (DistributedDataParallel). Model selection uses a va
 training identities (:mod:`.validation`); the test split is evaluated once, at the end, on the selected model.
 
 Output folder: ``last.pt`` (the full training state, for ``--resume``), ``best.pt`` / ``final.pt`` (model
-checkpoints, loadable with :func:`keyreid_stream.model.checkpoint.load_model`), ``metrics.csv``, ``tensorboard/``,
+checkpoints, loadable with :func:`keyreid_stream.model.registry.load_model`), ``metrics.csv``, ``tensorboard/``,
 ``config.yaml``, ``results.json`` and the PNG reports of the test evaluation.
 """
 
@@ -34,10 +34,11 @@ from keyreid_stream.data.datasets import read_split
 from keyreid_stream.data.sampling import IdentitySampler
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import TrainBatch, TrainClips, collate_train
+from keyreid_stream.eval.runner import dataset_title, query_counts
+from keyreid_stream.inference.device import resolve_amp
 from keyreid_stream.model.checkpoint import save_checkpoint
 from keyreid_stream.train import setup
 from keyreid_stream.train.config import TrainingConfig
-from keyreid_stream.eval.runner import dataset_title, query_counts
 from keyreid_stream.train.evaluation import evaluate_tracklets
 from keyreid_stream.train.metrics import MetricsLog
 from keyreid_stream.train.state import RunPosition, load_training_state, save_training_state
@@ -86,7 +87,7 @@ class _Run:
         self.keypoints = setup.open_keypoints(data.keypoints, data.root, model, data.missing_keypoints)
         self.loss = setup.build_loss(model, len(self.labels), config).to(processes.device)
         self.optimizer, self.center_optimizer, self.scheduler = setup.build_optimizers(model, self.loss, config.optim)
-        self.amp_dtype = setup.resolve_amp(config.optim.amp, processes.device)
+        self.amp_dtype = resolve_amp(config.optim.amp, processes.device)
         use_scaler = self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler(processes.device.type) if use_scaler else None
         self.fingerprint = setup.fingerprint(config)

@@ -329,7 +329,8 @@ def convert_official(source: Path, target: Path, arch: str) -> Path:
     """
     import torch
 
-    from keyreid_stream.model.checkpoint import CheckpointError, convert_checkpoint, load_model
+    from keyreid_stream.model.checkpoint import CheckpointError
+    from keyreid_stream.model.registry import convert_checkpoint, load_model
 
     try:
         state = torch.load(source, map_location="cpu", weights_only=True, mmap=True)

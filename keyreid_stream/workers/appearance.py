@@ -1,6 +1,6 @@
 """A classical appearance descriptor for machines without re-ID weights: keypoint-guided part histograms.
 
-:class:`PartHistogramEmbedder` is a drop-in for :class:`~keyreid_stream.workers.embedder.TrackletEmbedder`
+:class:`PartHistogramEmbedder` is a drop-in for :class:`~keyreid_stream.inference.embedder.TrackletEmbedder`
 (``embedding.kind: part-histogram``). It needs no network, no download and no GPU, so a machine with no
 internet still runs the whole system and links people by what they wear. It is far weaker than a trained
 re-ID model: it sees colours and textures, not identities (two people in dark coats look alike to it).
@@ -48,8 +48,8 @@ import cv2
 import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS, Tracklet
+from keyreid_stream.inference.embedder import crop_keypoints
 from keyreid_stream.keypoints.pose import PRIOR_LAYOUT
-from keyreid_stream.workers.tracklets import crop_keypoints
 
 __all__ = ["BLOCKS", "DESCRIPTOR_DIM", "MODEL_NAME", "MODEL_VERSION", "PARTS", "PartHistogramEmbedder",
            "describe", "observation_histograms", "part_boundaries"]

@@ -1,7 +1,7 @@
 """The frame sources read with OpenCV: video files and image folders replayed on their own clock, and live
 captures (webcams, network streams) that reconnect with backoff. Open them with
 :func:`~keyreid_stream.workers.sources.open_source`; the base class, URI rules and counters are in
-:mod:`~keyreid_stream.workers.sources`.
+:mod:`~keyreid_stream.workers.frame_source`.
 
 Files and folders: ``timestamp = start_time + index / fps`` (see :mod:`keyreid_stream.clock`). Without
 ``pace`` and without an explicit ``start_time`` that is media time, seconds from the start of the file (0):
@@ -51,18 +51,18 @@ import cv2
 import numpy as np
 
 from keyreid_stream.contracts import Frame
-from keyreid_stream.workers.sources import (
+from keyreid_stream.workers.frame_source import (
     FALLBACK_FPS,
     IMAGE_SUFFIXES,
     MAX_SANE_FPS,
     FrameSource,
+    SourceClosed,
     SourceError,
     SourceSpec,
-    _Closed,
-    _frame_count,
-    _open,
-    _sane_fps,
+    count_frames,
+    open_video,
     redact,
+    sane_fps,
 )
 from keyreid_stream.workers.native_log import routing_native_logs
 
@@ -127,7 +127,7 @@ class _ReplaySource(FrameSource):
         """Frames (or images) in one pass, 0 when unknown."""
         return 0
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Generator[Frame, None, None]:
         while True:
             decoded = yield from self._one_pass()
             if not decoded:
@@ -155,9 +155,9 @@ class VideoFileSource(_ReplaySource):
         self.path = Path(path)
         super().__init__(camera_id, str(self.path), fps=fps or FALLBACK_FPS, pace=pace, loop=loop,
                          stride=stride, start_time=start_time, max_frames=max_frames)
-        capture = _open(self.path)
-        self.fps = fps or _sane_fps(capture.get(cv2.CAP_PROP_FPS), self.path)
-        self.frame_count = _frame_count(capture)
+        capture = open_video(self.path)
+        self.fps = fps or sane_fps(capture.get(cv2.CAP_PROP_FPS), self.path)
+        self.frame_count = count_frames(capture)
         self._replace_capture(capture)
 
     def _length(self) -> int:
@@ -165,7 +165,7 @@ class VideoFileSource(_ReplaySource):
 
     def _rewind(self) -> None:
         self._replace_capture(None)
-        self._replace_capture(_open(self.path))
+        self._replace_capture(open_video(self.path))
 
     def _one_pass(self) -> Generator[Frame, None, int]:
         start, decoded, failed = self._index, 0, 0  # failed: undecodable frames in a row
@@ -230,7 +230,7 @@ class ImageFolderSource(_ReplaySource):
         decoded = 0
         for path in self.files:
             if self._closed.is_set():
-                raise _Closed
+                raise SourceClosed
             index = self._index
             self._index += 1
             if index % self._stride:
@@ -315,11 +315,11 @@ class CaptureSource(FrameSource):
                                               else [None])
         self.connected_transport: str | None = None
 
-    def _frames(self) -> Iterator[Frame]:
+    def _frames(self) -> Generator[Frame, None, None]:
         with routing_native_logs():
             yield from self._frames_routed()
 
-    def _frames_routed(self) -> Iterator[Frame]:
+    def _frames_routed(self) -> Generator[Frame, None, None]:
         self._connect(lost_at=None)
         while True:
             reason, stalled = yield from self._read_until_lost()
@@ -383,7 +383,7 @@ class CaptureSource(FrameSource):
     def _try_open(self) -> tuple[cv2.VideoCapture | None, str]:
         """One open attempt (each transport in turn): the opened capture, or None and the reason."""
         if self.closed:
-            raise _Closed
+            raise SourceClosed
         if self.spec.kind == "webcam":
             try:
                 capture = cv2.VideoCapture(int(self.spec.location), cv2.CAP_ANY)

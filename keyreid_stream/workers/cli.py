@@ -47,7 +47,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_worker)
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - WorkerConfig, imported lazily
+def _load(args: argparse.Namespace):
     from keyreid_stream.workers.config import CameraConfig, WorkerConfig
 
     config = load_config(WorkerConfig, args.config, args.overrides)

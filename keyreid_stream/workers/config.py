@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from keyreid_stream.config.schema import LoggingConfig, _require
+from keyreid_stream.config.schema import LoggingConfig
+from keyreid_stream.validation import require
 
 __all__ = ["CameraConfig", "DetectorConfig", "EmbeddingConfig", "MetricsConfig", "OutputConfig", "PoseConfig",
            "PublishConfig", "SourceConfig", "TrackerConfig", "TrackletConfig", "WorkerConfig"]
@@ -42,10 +43,10 @@ class CameraConfig:
     transport: Literal["auto", "tcp", "udp"] = "auto"
 
     def __post_init__(self) -> None:
-        _require(self.stride >= 1, f"camera {self.id}: stride must be >= 1")
-        _require(self.fps is None or self.fps > 0, f"camera {self.id}: fps must be > 0")
-        _require(self.camera_index >= 0, f"camera {self.id}: camera_index must be >= 0")
-        _require(self.max_frames is None or self.max_frames >= 1, f"camera {self.id}: max_frames must be >= 1")
+        require(self.stride >= 1, f"camera {self.id}: stride must be >= 1")
+        require(self.fps is None or self.fps > 0, f"camera {self.id}: fps must be > 0")
+        require(self.camera_index >= 0, f"camera {self.id}: camera_index must be >= 0")
+        require(self.max_frames is None or self.max_frames >= 1, f"camera {self.id}: max_frames must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,9 @@ class SourceConfig:
     frame_queue: int = 8
 
     def __post_init__(self) -> None:
-        _require(self.read_timeout_s > 0 and self.open_timeout_s > 0, "timeouts must be > 0")
-        _require(0 < self.backoff_s[0] <= self.backoff_s[1], "backoff_s must be (first, max) with 0 < first <= max")
-        _require(self.frame_queue >= 1, "frame_queue must be >= 1")
+        require(self.read_timeout_s > 0 and self.open_timeout_s > 0, "timeouts must be > 0")
+        require(0 < self.backoff_s[0] <= self.backoff_s[1], "backoff_s must be (first, max) with 0 < first <= max")
+        require(self.frame_queue >= 1, "frame_queue must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ class DetectorConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _require(0.0 <= self.confidence <= 1.0, "confidence must be in [0, 1]")
-        _require(self.image_size >= 32 and self.batch_size >= 1, "image_size must be >= 32 and batch_size >= 1")
+        require(0.0 <= self.confidence <= 1.0, "confidence must be in [0, 1]")
+        require(self.image_size >= 32 and self.batch_size >= 1, "image_size must be >= 32 and batch_size >= 1")
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,12 @@ class TrackletConfig:
     thumbnails: bool = True
 
     def __post_init__(self) -> None:
-        _require(self.min_frames >= 1, "min_frames must be >= 1")
-        _require(self.lost_after_s > 0 and self.emit_every_s > 0, "lost_after_s and emit_every_s must be > 0")
-        _require(self.max_observations >= max(2, self.min_frames), "max_observations must be >= max(2, min_frames)")
-        _require(self.min_box_height >= 0 and self.min_box_width >= 0, "minimum box sizes must be >= 0")
-        _require(0.0 <= self.max_overlap <= 1.0, "max_overlap must be in [0, 1]")
-        _require(self.max_crop_height >= 16, "max_crop_height must be >= 16")
+        require(self.min_frames >= 1, "min_frames must be >= 1")
+        require(self.lost_after_s > 0 and self.emit_every_s > 0, "lost_after_s and emit_every_s must be > 0")
+        require(self.max_observations >= max(2, self.min_frames), "max_observations must be >= max(2, min_frames)")
+        require(self.min_box_height >= 0 and self.min_box_width >= 0, "minimum box sizes must be >= 0")
+        require(0.0 <= self.max_overlap <= 1.0, "max_overlap must be in [0, 1]")
+        require(self.max_crop_height >= 16, "max_crop_height must be >= 16")
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,10 @@ class EmbeddingConfig:
     queue: int = 256
 
     def __post_init__(self) -> None:
-        _require(self.batch_clips >= 1 and self.max_clips >= 1, "batch_clips and max_clips must be >= 1")
-        _require(self.max_wait_s >= 0, "max_wait_s must be >= 0")
-        _require(self.std is None or min(self.std) > 0, "std must be > 0")
-        _require(self.queue >= 1, "queue must be >= 1")
+        require(self.batch_clips >= 1 and self.max_clips >= 1, "batch_clips and max_clips must be >= 1")
+        require(self.max_wait_s >= 0, "max_wait_s must be >= 0")
+        require(self.std is None or min(self.std) > 0, "std must be > 0")
+        require(self.queue >= 1, "queue must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -189,12 +190,12 @@ class PublishConfig:
     unreachable_warning_s: float = 15.0
 
     def __post_init__(self) -> None:
-        _require(self.matcher.startswith(("tcp://", "ipc://", "inproc://")), "matcher must be a ZeroMQ endpoint")
-        _require(self.buffer_size >= 1 and self.max_in_flight >= 1, "buffer_size and max_in_flight must be >= 1")
-        _require(self.ack_timeout_s > 0 and self.heartbeat_s > 0, "ack_timeout_s and heartbeat_s must be > 0")
-        _require(self.flush_timeout_s >= 0 and self.wait_for_matcher_s >= 0,
+        require(self.matcher.startswith(("tcp://", "ipc://", "inproc://")), "matcher must be a ZeroMQ endpoint")
+        require(self.buffer_size >= 1 and self.max_in_flight >= 1, "buffer_size and max_in_flight must be >= 1")
+        require(self.ack_timeout_s > 0 and self.heartbeat_s > 0, "ack_timeout_s and heartbeat_s must be > 0")
+        require(self.flush_timeout_s >= 0 and self.wait_for_matcher_s >= 0,
                  "flush_timeout_s and wait_for_matcher_s must be >= 0")
-        _require(self.unreachable_warning_s > 0, "unreachable_warning_s must be > 0")
+        require(self.unreachable_warning_s > 0, "unreachable_warning_s must be > 0")
 
 
 @dataclass(frozen=True)
@@ -228,4 +229,4 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         ids = [camera.id for camera in self.cameras]
-        _require(len(set(ids)) == len(ids), f"camera ids must be unique, got {ids}")
+        require(len(set(ids)) == len(ids), f"camera ids must be unique, got {ids}")

@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from keyreid_stream.contracts import Detections, Frame
-from keyreid_stream.keypoints.yolo_pose import YoloPose, check_model_source, resolve_device
+from keyreid_stream.inference.device import device_name
+from keyreid_stream.inference.model_source import check_model_source
+from keyreid_stream.keypoints.yolo_pose import YoloPose
 from keyreid_stream.workers.hog import HogPersonDetector
 
 __all__ = [
@@ -74,7 +76,7 @@ class PersonDetector(abc.ABC):
     def detect(self, frames: Sequence[Frame]) -> list[Detections]:
         """The people in each frame (frames may come from several cameras and differ in size)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: a detector without resources keeps this)
         """Release the model or files; the detector cannot be used afterwards."""
 
     def __enter__(self) -> PersonDetector:
@@ -190,7 +192,7 @@ class YoloDetector(PersonDetector):
             _check_keypoint_shape(self.model_name, self.model)
             self.name = "yolo-pose"
         self.batch_size = batch_size
-        self.device = resolve_device(device)
+        self.device = device_name(device)
         self.predict_options: dict[str, Any] = {
             "conf": confidence, "iou": iou, "imgsz": image_size, "max_det": max_people,
             "classes": [PERSON_CLASS], "device": self.device, "verbose": False,

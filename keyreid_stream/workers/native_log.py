@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from keyreid_stream.workers.sources import redact
+from keyreid_stream.workers.frame_source import redact
 
 __all__ = ["NATIVE_LOGGER", "parse_native_line", "routing_native_logs"]
 

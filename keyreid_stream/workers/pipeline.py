@@ -38,10 +38,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keyreid_stream.contracts import Detections, Frame, Heartbeat, TrackletMessage
-from keyreid_stream.eval.mot import MotWriter, xyxy_to_xywh
+from keyreid_stream.mot import MotWriter, xyxy_to_xywh
 from keyreid_stream.progress import format_time_left, time_left
-from keyreid_stream.workers.embedder import TrackletEmbedder
+from keyreid_stream.workers.frame_source import SourceStats
 from keyreid_stream.workers.metrics import WorkerMetrics, format_metrics
+from keyreid_stream.workers.publisher import PublisherStats
+from keyreid_stream.workers.stages import Detector, Embedder, Sink, Source, Tracker
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator, TrackletSegment, thumbnail_jpeg
 
 __all__ = ["CameraRuntime", "MatcherUnreachable", "Worker", "WorkerReport"]
@@ -63,11 +65,11 @@ class CameraRuntime:
     where its tracked boxes are written (``mot``, optional)."""
 
     camera_id: str
-    source: object  # FrameSource: iterable of Frame with close() and stats()
-    tracker: object  # CameraTracker: update(frame, detections) and pop_finished()
+    source: Source
+    tracker: Tracker
     accumulator: TrackletAccumulator
     live: bool
-    frames: queue.Queue = field(default_factory=lambda: queue.Queue(maxsize=8))
+    frames: queue.Queue[Frame] = field(default_factory=lambda: queue.Queue(maxsize=8))
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
     mot: MotWriter | None = None
@@ -80,25 +82,25 @@ class WorkerReport:
     elapsed_s: float
     counters: dict[str, int]
     stages: dict[str, object]
-    publisher: object
+    publisher: PublisherStats
     latency_p50_s: float | None
     latency_p95_s: float | None
     camera_errors: dict[str, str]
-    sources: dict[str, object] = field(default_factory=dict)  # camera id -> its SourceStats
+    sources: dict[str, SourceStats] = field(default_factory=dict)  # camera id -> its counters
 
 
 class Worker:
     """Runs the threads of one worker process; build it with :func:`keyreid_stream.workers.service.build_worker`."""
 
-    def __init__(self, cameras: Sequence[CameraRuntime], detector: object, embedder: TrackletEmbedder,
-                 publisher: object, *, keypoints_fn: KeypointFn | None = None, detect_batch: int = 16,
+    def __init__(self, cameras: Sequence[CameraRuntime], detector: Detector, embedder: Embedder,
+                 publisher: Sink | None, *, keypoints_fn: KeypointFn | None = None, detect_batch: int = 16,
                  embed_batch_clips: int = 64, embed_max_wait_s: float = 0.2, embed_queue: int = 256,
                  flush_timeout_s: float = 10.0, log_every_s: float = 10.0, thumbnails: bool = True,
                  metrics: WorkerMetrics | None = None, matcher_wait_s: float = 0.0) -> None:
         if not cameras:
             raise ValueError("a worker needs at least one camera")
         self.cameras = {camera.camera_id: camera for camera in cameras}
-        self.detector, self.embedder, self.publisher = detector, embedder, publisher
+        self.detector, self.embedder, self._publisher = detector, embedder, publisher
         self.keypoints_fn = keypoints_fn
         self.detect_batch, self.embed_batch_clips = detect_batch, embed_batch_clips
         self.embed_max_wait_s = embed_max_wait_s
@@ -113,6 +115,18 @@ class Worker:
         self._heartbeat_sequence = 0
 
     # -- public ----------------------------------------------------------------------------------------------
+
+    @property
+    def publisher(self) -> Sink:
+        """Where the messages go; given to the constructor or set before :meth:`run` (the publisher's heartbeats
+        come from the worker, so it is often made after it)."""
+        if self._publisher is None:
+            raise RuntimeError("the worker has no publisher: set worker.publisher before run()")
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Sink) -> None:
+        self._publisher = publisher
 
     def stop(self) -> None:
         """Ask the worker to stop reading and flush (thread-safe, e.g. from a signal handler's thread)."""
@@ -265,7 +279,7 @@ class Worker:
                 self.metrics.count(f"{frame.camera_id}.frame_errors")
                 logger.exception("camera %s: frame %d could not be tracked: %s", frame.camera_id, frame.index, exc)
 
-    def _track_frame(self, frame: Frame, found: object) -> None:
+    def _track_frame(self, frame: Frame, found: Detections) -> None:
         camera = self.cameras[frame.camera_id]
         with self.metrics.stage("track"):
             tracked = camera.tracker.update(frame, found)
@@ -419,7 +433,7 @@ class Worker:
         stats = self.publisher.stats()
         return {name: getattr(stats, name) for name in ("published", "acked", "buffered", "dropped", "rejected")}
 
-    def _report(self, publisher_stats: object) -> WorkerReport:
+    def _report(self, publisher_stats: PublisherStats) -> WorkerReport:
         errors = {cid: camera.error for cid, camera in self.cameras.items() if camera.error}
         return WorkerReport(time.monotonic() - self.metrics.started, self.metrics.snapshot(),
                             dict(self.metrics.rates()), publisher_stats, self.metrics.latency.percentile(50),

@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
 import threading
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import zmq
 
 from keyreid_stream.clock import format_time
-from keyreid_stream.contracts import TRACK_ID_SPAN
+from keyreid_stream.contracts import TRACK_ID_SPAN, Frame
+from keyreid_stream.inference.embedder import TrackletEmbedder
+from keyreid_stream.inference.loading import load_embedding_model
+from keyreid_stream.keypoints.backends import create_backend
+from keyreid_stream.keypoints.pose import PoseBackend
+from keyreid_stream.mot import MotWriter
+from keyreid_stream.workers.appearance import PartHistogramEmbedder
 from keyreid_stream.workers.config import CameraConfig, WorkerConfig
-from keyreid_stream.workers.embedder import TrackletEmbedder, load_embedding_model
+from keyreid_stream.workers.detection import PersonDetector, create_detector
 from keyreid_stream.workers.pipeline import CameraRuntime, Worker, WorkerReport
+from keyreid_stream.workers.publisher import Publisher
+from keyreid_stream.workers.sources import open_source
+from keyreid_stream.workers.stages import Closeable, Embedder
+from keyreid_stream.workers.tracking import CameraTracker
 from keyreid_stream.workers.tracklets import KeypointFn, TrackletAccumulator
 
 __all__ = ["build_worker", "run_worker", "track_id_base"]
@@ -36,9 +48,7 @@ def track_id_base(now: float | None = None) -> int:
     return int(time.time() if now is None else now) * TRACK_ID_SPAN
 
 
-def _build_detector(config: WorkerConfig) -> object:
-    from keyreid_stream.workers.detection import create_detector
-
+def _build_detector(config: WorkerConfig) -> PersonDetector:
     detector = config.detector
     options = dict(detector.options)
     if detector.kind == "public":
@@ -54,10 +64,9 @@ def _build_detector(config: WorkerConfig) -> object:
                            half=detector.half, batch_size=detector.batch_size, **options)
 
 
-def _build_keypoints(config: WorkerConfig, detector: object) -> tuple[KeypointFn | None, object | None]:
+def _build_keypoints(config: WorkerConfig,
+                     detector: PersonDetector) -> tuple[KeypointFn | None, PoseBackend | None]:
     """The keypoint estimator for kept observations, and the backend to close (None: the detector gives them)."""
-    from keyreid_stream.keypoints.pose import create_backend
-
     backend_name = config.pose.backend
     if backend_name == "auto":
         if getattr(detector, "gives_keypoints", False):
@@ -65,19 +74,14 @@ def _build_keypoints(config: WorkerConfig, detector: object) -> tuple[KeypointFn
         backend_name = "prior"
     backend = create_backend(backend_name, **dict(config.pose.options))
 
-    def estimate(frame: object, boxes: object) -> object:
-        return backend.estimate_boxes(frame.image, boxes)  # type: ignore[attr-defined]
+    def estimate(frame: Frame, boxes: np.ndarray) -> np.ndarray:
+        return backend.estimate_boxes(frame.image, boxes)
 
     logger.info("keypoints: %s", backend_name)
     return estimate, backend
 
 
 def _build_camera(camera: CameraConfig, config: WorkerConfig, id_base: int) -> CameraRuntime:
-    import queue
-
-    from keyreid_stream.workers.sources import open_source
-    from keyreid_stream.workers.tracking import CameraTracker
-
     source_config = config.source
     source = open_source(
         camera.source, camera.id, pace=camera.pace, loop=camera.loop, stride=camera.stride, fps=camera.fps,
@@ -105,13 +109,11 @@ def _clock(camera: CameraConfig, live: bool) -> str:
     return f"from start_time {format_time(camera.start_time)}"
 
 
-def _build_embedder(config: WorkerConfig) -> object:
+def _build_embedder(config: WorkerConfig) -> Embedder:
     """A :class:`TrackletEmbedder` (``embedding.kind: model``) or, without weights, a
     :class:`~keyreid_stream.workers.appearance.PartHistogramEmbedder` (``part-histogram``)."""
     embedding = config.embedding
     if embedding.kind == "part-histogram":
-        from keyreid_stream.workers.appearance import PartHistogramEmbedder
-
         logger.warning("embedding.kind is part-histogram: re-ID quality is limited (a classical colour and "
                        "texture descriptor of the body parts, not a trained re-ID model); set the matcher's "
                        "association.threshold for it (docs/worker.md)")
@@ -123,13 +125,11 @@ def _build_embedder(config: WorkerConfig) -> object:
                             camera_indices={camera.id: camera.camera_index for camera in config.cameras})
 
 
-def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, list[object]]:
+def build_worker(config: WorkerConfig, context: zmq.Context[zmq.Socket[bytes]]) -> tuple[Worker, list[Closeable]]:
     """The worker and the parts to close after it has run (detector, keypoint backend, MOT writers)."""
-    from keyreid_stream.workers.publisher import Publisher
-
     if not config.cameras:
         raise ValueError("no camera: give --camera-id and --source, or list cameras in the config file")
-    closeables: list[object] = []
+    closeables: list[Closeable] = []
     cameras: list[CameraRuntime] = []
     try:  # cheap checks first: a missing file is reported before a model is loaded
         id_base = track_id_base()
@@ -154,19 +154,17 @@ def build_worker(config: WorkerConfig, context: zmq.Context) -> tuple[Worker, li
                                      on_ack=worker.on_ack,
                                      unreachable_warning_s=publish.unreachable_warning_s).start()
     except BaseException:
-        for camera in cameras:
-            camera.source.close()
+        for runtime in cameras:
+            runtime.source.close()
         _close_all(closeables)
         raise
     return worker, closeables
 
 
-def _open_mot_writers(mot_dir: str, cameras: Sequence[CameraRuntime], closeables: list[object]) -> None:
+def _open_mot_writers(mot_dir: str, cameras: Sequence[CameraRuntime], closeables: list[Closeable]) -> None:
     """``output.mot_dir``: each camera's tracked boxes go to ``MOT_DIR/CAMERA.txt`` (emptied first)."""
     if not mot_dir:
         return
-    from keyreid_stream.eval.mot import MotWriter
-
     for camera in cameras:
         path = f"{mot_dir}/{camera.camera_id}.txt"
         try:
@@ -177,15 +175,15 @@ def _open_mot_writers(mot_dir: str, cameras: Sequence[CameraRuntime], closeables
     logger.info("tracked boxes: %s/CAMERA.txt (MOTChallenge format)", mot_dir)
 
 
-def _close_all(parts: Sequence[object]) -> None:
+def _close_all(parts: Sequence[Closeable]) -> None:
     for part in parts:
         try:
-            part.close()  # type: ignore[attr-defined]
+            part.close()
         except Exception as exc:  # closing must not hide the original error
             logger.warning("closing %s failed: %s", type(part).__name__, exc)
 
 
-def run_worker(config: WorkerConfig, *, context: zmq.Context | None = None,
+def run_worker(config: WorkerConfig, *, context: zmq.Context[zmq.Socket[bytes]] | None = None,
                stop: threading.Event | None = None) -> WorkerReport:
     """Build and run a worker until its sources end or ``stop`` is set; returns what it did."""
     own_context = context is None

@@ -30,7 +30,7 @@ import numpy as np
 
 from keyreid_stream.contracts import NUM_KEYPOINTS, Detections, Frame, Tracklet
 
-__all__ = ["KeypointFn", "TrackletAccumulator", "TrackletSegment", "crop_keypoints", "encode_thumbnail",
+__all__ = ["KeypointFn", "TrackletAccumulator", "TrackletSegment", "encode_thumbnail",
            "thumbnail_jpeg"]
 
 logger = logging.getLogger(__name__)
@@ -216,21 +216,6 @@ class TrackletAccumulator:
         )
         return TrackletSegment(tracklet, track.first_seen, track.last_seen, track.frames_seen, reason,
                                track.last_read_at)
-
-
-def crop_keypoints(tracklet: Tracklet) -> np.ndarray:
-    """``(T, 17, 3)`` keypoints in the pixels of each observation's crop (the crop is the clipped box, possibly
-    downscaled); unknown joints stay zero."""
-    if tracklet.crops is None:
-        raise ValueError("the tracklet has no crops")
-    origins = tracklet.boxes[:, None, :2]
-    sizes = np.maximum(tracklet.boxes[:, 2:] - tracklet.boxes[:, :2], 1.0)
-    crop_sizes = np.array([(crop.shape[1], crop.shape[0]) for crop in tracklet.crops], np.float32)
-    scale = (crop_sizes / sizes)[:, None, :]
-    points = tracklet.keypoints.copy()
-    seen = points[..., 2:] > 0
-    points[..., :2] = np.where(seen, (points[..., :2] - origins) * scale, 0.0)
-    return points
 
 
 def thumbnail_jpeg(tracklet: Tracklet, height: int = THUMBNAIL_HEIGHT) -> bytes | None:

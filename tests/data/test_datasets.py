@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,9 +13,7 @@ import scipy.io
 from keyreid_stream.data.datasets import SPLIT_COUNTS, ReIDSplit, VideoTracklet, read_split, split_count
 from keyreid_stream.data.layouts import DatasetLayoutError, list_tracklets
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # mat_trees.py beside this file (importlib mode)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mat_trees import MarsTrack, build_ilidsvid, build_mars, build_prid, ilids_people, touch  # noqa: E402
+from mat_trees import MarsTrack, build_ilidsvid, build_mars, build_prid, ilids_people, touch
 
 PRID_FRAMES = {
     "person_0001": (25, 30), "person_0002": (21, 22), "person_0003": (20, 40), "person_0004": (30, 0),

@@ -51,7 +51,7 @@ def _spec(urls: tuple[str, ...] = (), sha: str = PAYLOAD_SHA) -> SampleSpec:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

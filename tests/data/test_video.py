@@ -13,7 +13,12 @@ from keyreid_stream.data.datasets import VideoTracklet
 from keyreid_stream.data.sampling import SampledItem
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import (
-    FrameReadError, KeypointSource, TestClips, TrainClips, collate_test, collate_train,
+    FrameReadError,
+    KeypointSource,
+    TestClips,
+    TrainClips,
+    collate_test,
+    collate_train,
 )
 from keyreid_stream.keypoints.store import KeypointStore
 
@@ -65,7 +70,7 @@ def test_test_clips_cover_the_tracklet_in_order(tmp_path: Path) -> None:
     assert batch.frames.shape[0] == 4 and batch.clip_counts == [3, 1] and batch.cameras.tolist() == [0, 0, 0, 2]
 
 
-def test_unreadable_frames_are_replaced_by_their_neighbours(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+def test_unreadable_frames_are_replaced_by_their_neighbours(tmp_path: Path, caplog) -> None:
     tracklet = _tracklet(tmp_path, "a", 4)
     (tmp_path / tracklet.paths[1]).write_bytes(b"broken")
     dataset = TestClips(tmp_path, [tracklet], KeypointSource("none"), ClipTransform((32, 16), train=False), 4)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from keyreid_stream.demo.models import CLASSICAL_THRESHOLD, TRAINED_THRESHOLD, choose_models, yolo_weights_available
+from keyreid_stream.demo.models import (
+    CLASSICAL_THRESHOLD,
+    TRAINED_THRESHOLD,
+    choose_models,
+    yolo_weights_available,
+)
 
 
 @pytest.fixture(autouse=True)

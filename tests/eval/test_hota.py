@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from keyreid_stream.eval.hota import ALPHAS, HotaFrame, combine_hota, hota_scores
-from keyreid_stream.eval.mot import MotTracks, read_mot
+from keyreid_stream.mot import MotTracks, read_mot
 from keyreid_stream.eval.mtmc import evaluate_camera, evaluate_mtmc, format_mtmc_table
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyreid_stream.eval.mot import MotDataError, MotTracks, read_mot
 from keyreid_stream.eval.mtmc import (
     box_iou_xywh,
     evaluate_camera,
@@ -19,6 +18,7 @@ from keyreid_stream.eval.mtmc import (
     format_mtmc_table,
     identity_scores,
 )
+from keyreid_stream.mot import MotDataError, MotTracks, read_mot
 
 # ------------------------------------------------------------------------------------------ py-motmetrics
 

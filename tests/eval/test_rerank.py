@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("scipy")
 pytest.importorskip("torch")
 
-from keyreid_stream.eval import evaluate_rank, pairwise_distances, re_ranking  # noqa: E402
-from keyreid_stream.eval import rerank as rerank_module  # noqa: E402
+from keyreid_stream.eval import evaluate_rank, pairwise_distances, re_ranking
+from keyreid_stream.eval import rerank as rerank_module
 
 
 def reference_re_ranking(q_g, q_q, g_g, k1, k2, lam):

@@ -46,7 +46,7 @@ def _dataset(root: Path, items: list[VideoTracklet]) -> TestClips:
 
 
 @pytest.mark.parametrize("batch_clips", [1, 3, 64])
-def test_descriptors_do_not_depend_on_batching(tracklets, model, batch_clips: int) -> None:  # noqa: ANN001
+def test_descriptors_do_not_depend_on_batching(tracklets, model, batch_clips: int) -> None:
     root, items = tracklets
     batched = extract_features(model, _dataset(root, items), batch_clips=batch_clips)
     alone = np.stack([extract_features(model, _dataset(root, [item]), batch_clips=64)[0] for item in items])
@@ -54,7 +54,7 @@ def test_descriptors_do_not_depend_on_batching(tracklets, model, batch_clips: in
     assert batched.shape == (5, model.descriptor_dim) and batched.dtype == np.float32
 
 
-def test_descriptor_is_the_mean_over_clips(tracklets, model) -> None:  # noqa: ANN001
+def test_descriptor_is_the_mean_over_clips(tracklets, model) -> None:
     root, items = tracklets
     frames, keypoints, cameras = _dataset(root, [items[1]])[0]
     with torch.no_grad():
@@ -64,7 +64,7 @@ def test_descriptor_is_the_mean_over_clips(tracklets, model) -> None:  # noqa: A
     assert not model.training
 
 
-def test_evaluate_split_reports_each_protocol(tracklets, model) -> None:  # noqa: ANN001
+def test_evaluate_split_reports_each_protocol(tracklets, model) -> None:
     root, items = tracklets
     result = evaluate_split(model, items[:3:2], items[1::2] + items[4:], root=root, keypoints=KeypointSource("prior"),
                             image_size=(64, 32), clip_length=4, max_clips=None, protocol="both", rerank=True)

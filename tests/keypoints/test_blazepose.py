@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from keyreid_stream.contracts import NUM_KEYPOINTS
+from keyreid_stream.keypoints.backends import create_backend
 from keyreid_stream.keypoints.blazepose import BlazePose, resolve_model, square_boxes
 from keyreid_stream.keypoints.heatmaps import FLIP_PERMUTATION, flip_keypoints
-from keyreid_stream.keypoints.pose import PoseError, create_backend
+from keyreid_stream.keypoints.pose import PoseError
 
 FACING = np.array([[50, 398, 245, 903], [223, 408, 344, 860]], np.float32)  # the two men facing the camera
 AT_THE_EDGE = np.array([[669, 392, 809, 877]], np.float32)  # a walker, partly outside the photo on the right

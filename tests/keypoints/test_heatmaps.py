@@ -9,8 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from keyreid_stream.keypoints.heatmaps import (  # noqa: E402
-    FLIP_PERMUTATION, PART_JOINTS, PART_NAMES, flip_keypoints, gaussian_radius, pool_to_patches,
-    render_part_heatmaps, render_patch_weights,
+    FLIP_PERMUTATION,
+    PART_JOINTS,
+    PART_NAMES,
+    flip_keypoints,
+    gaussian_radius,
+    pool_to_patches,
+    render_part_heatmaps,
+    render_patch_weights,
 )
 
 H, W = 64, 32
@@ -140,8 +146,8 @@ def test_flip_swaps_left_and_right() -> None:
     heat = render_part_heatmaps(kp, H, W)
     heat_flipped = render_part_heatmaps(flipped, H, W)
     for left, right in [("left_arm", "right_arm"), ("left_leg", "right_leg")]:
-        l, r = PART_NAMES.index(left), PART_NAMES.index(right)
-        assert torch.allclose(heat_flipped[l], heat[r].flip(-1), atol=1e-6)
+        left_index, right_index = PART_NAMES.index(left), PART_NAMES.index(right)
+        assert torch.allclose(heat_flipped[left_index], heat[right_index].flip(-1), atol=1e-6)
     assert sorted(FLIP_PERMUTATION) == list(range(17))
 
 

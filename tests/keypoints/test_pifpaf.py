@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from keyreid_stream.contracts import NUM_KEYPOINTS
+from keyreid_stream.keypoints.backends import create_backend
 from keyreid_stream.keypoints.pifpaf import (
     WEIGHTS_FORMAT,
     PifPafPose,
@@ -24,7 +25,7 @@ from keyreid_stream.keypoints.pifpaf import (
     import_openpifpaf,
     save_pifpaf_weights,
 )
-from keyreid_stream.keypoints.pose import PRIOR_LAYOUT, PersonPoses, PoseError, create_backend, crop_boxes
+from keyreid_stream.keypoints.pose import PRIOR_LAYOUT, PersonPoses, PoseError, crop_boxes
 
 BASE = "shufflenetv2k16"  # openpifpaf's default base network, built from scratch offline
 PERSON_CELLS = np.array([4.0, 8.0], np.float32)  # primed pedestrian size, in feature cells (stride 16)

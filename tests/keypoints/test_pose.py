@@ -1,4 +1,4 @@
-"""The pose-backend interface: person selection in crops, box crops, the prior layout, the backend factory."""
+"""The pose-backend interface: person selection in crops, box crops, the prior layout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import pytest
 from keyreid_stream.contracts import Detections, Frame
 from keyreid_stream.keypoints.heatmaps import PART_JOINTS
 from keyreid_stream.keypoints.pose import (
-    PRIOR_LAYOUT, PersonPoses, PoseBackend, PoseError, PriorPose, create_backend, crop_boxes, select_person,
+    PRIOR_LAYOUT,
+    PersonPoses,
+    PoseBackend,
+    PriorPose,
+    crop_boxes,
+    select_person,
 )
 
 
@@ -132,17 +137,3 @@ def test_batches_are_split_by_batch_size() -> None:
 
     CountingPrior(batch_size=3).detect([np.zeros((8, 4, 3), np.uint8)] * 7)
     assert seen == [3, 3, 1]
-
-
-@pytest.mark.parametrize(("name", "message"), [
-    ("yolopose", "did you mean 'yolo-pose'"), ("openpose", "known: pifpaf, yolo-pose, blazepose, prior"),
-    ("blaze-pose", "did you mean 'blazepose'"),
-])
-def test_unknown_backend_names_are_explained(name: str, message: str) -> None:
-    with pytest.raises(PoseError, match=message):
-        create_backend(name)
-
-
-def test_create_backend_passes_options() -> None:
-    backend = create_backend("prior", confidence=0.8)
-    assert isinstance(backend, PriorPose) and backend.confidence == 0.8

@@ -68,7 +68,7 @@ def test_lines_move_with_the_person() -> None:
     ((5, 6, 11, 12), PRIOR_NECK * H, PRIOR_WAIST * H),
     ((6,), "left shoulder", None),  # one shoulder is enough
 ])
-def test_missing_joints_fall_back_to_the_prior_lines(hidden: tuple[int, ...], neck, waist) -> None:  # noqa: ANN001
+def test_missing_joints_fall_back_to_the_prior_lines(hidden: tuple[int, ...], neck, waist) -> None:
     points = _prior()
     points[:, 1] += 20.0  # away from the prior, so that a fallback shows
     boxes = region_boxes(_hide(points, hidden), H, W)
@@ -131,7 +131,7 @@ def test_flipped_keypoints_give_mirrored_boxes_and_masks() -> None:
 
 @pytest.mark.parametrize(("grid", "stride", "height", "width"), [((16, 8), 16.0, 256, 128), ((8, 4), 8.0, 64, 32),
                                                                    ((8, 4), 32.0, 256, 128)])
-def test_every_box_holds_a_cell_and_the_bands_partition_the_rows(grid, stride, height, width) -> None:  # noqa: ANN001
+def test_every_box_holds_a_cell_and_the_bands_partition_the_rows(grid, stride, height, width) -> None:
     points = _random_keypoints(200, seed=2, height=height, width=width)
     points[:50, :, 2] = 0.0  # some people with nothing visible
     boxes = region_boxes(points, height, width, min_size=(stride, stride))

@@ -14,7 +14,7 @@ import pytest
 
 from keyreid_stream.contracts import NUM_KEYPOINTS, Detections, Frame
 from keyreid_stream.keypoints.pose import PersonPoses, PoseError
-from keyreid_stream.keypoints.yolo_pose import YoloPose, _check_model_source, resolve_device
+from keyreid_stream.keypoints.yolo_pose import YoloPose, check_pose_model_source
 
 MODEL_YAML = "yolo11n-pose.yaml"
 IMAGE_SIZE = 320
@@ -181,7 +181,7 @@ def test_model_sources_refused(
     monkeypatch.chdir(tmp_path)
     source = make_source(tmp_path)
     with pytest.raises(PoseError, match=message):
-        _check_model_source(source, allow_pickle)
+        check_pose_model_source(source, allow_pickle)
     with pytest.raises(PoseError, match=message):
         YoloPose(source, allow_pickle=allow_pickle, device="cpu")
 
@@ -193,7 +193,7 @@ def test_model_sources_refused(
 )
 def test_official_names_and_yaml_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
     monkeypatch.chdir(tmp_path)  # nothing of that name here: accepted by name, left to ultralytics
-    assert _check_model_source(source, allow_pickle=False) is None
+    assert check_pose_model_source(source, allow_pickle=False) is None
 
 
 @pytest.mark.parametrize("name", ["weights.pt", "weights.onnx", "weights.torchscript"])
@@ -201,16 +201,4 @@ def test_local_files_pass(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"")
     allow_pickle = name.endswith(".pt")  # a .pt only with allow_pickle; the others load without pickle
-    assert _check_model_source(str(path), allow_pickle) is None
-
-
-@pytest.mark.parametrize("device", ["cpu", "cuda:0", "cuda:1", "mps"])
-def test_resolve_device_passes_names_through(device: str) -> None:
-    assert resolve_device(device) == device
-
-
-def test_resolve_device_auto() -> None:
-    import torch
-
-    expected = "cuda:0" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto") == expected
+    assert check_pose_model_source(str(path), allow_pickle) is None

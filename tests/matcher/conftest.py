@@ -14,10 +14,8 @@ use fresh key prefixes instead, so that module-scoped API servers (``api_server`
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,8 +27,6 @@ from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.matcher.state.records import Change, Decision, descriptor_space
 from keyreid_stream.matcher.state.store import TrackletStore, load_tracklets
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # matcher_harness.py beside the tests (importlib mode)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 T0 = 1_700_000_000.0
 DIM = 16
@@ -247,8 +243,8 @@ def secured_server(shared_queries: object) -> Iterator[object]:
 @pytest.fixture(scope="module")
 def crop_embedder() -> object:
     """Image search's embedder with the tiny random-weight re-ID model."""
+    from keyreid_stream.inference.loading import load_embedding_model
     from keyreid_stream.matcher.api.search import CropEmbedder
-    from keyreid_stream.workers.embedder import load_embedding_model
 
     return CropEmbedder(load_embedding_model("keyreid_test"))
 

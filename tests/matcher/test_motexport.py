@@ -17,8 +17,8 @@ from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.cli import main
 from keyreid_stream.contracts import TrackletMessage
-from keyreid_stream.eval.mot import MotTracks, read_mot, write_mot
 from keyreid_stream.matcher.state.keys import Keys
+from keyreid_stream.mot import MotTracks, read_mot, write_mot
 from keyreid_stream.query.client import QueryClient
 from keyreid_stream.query.motexport import UNLINKED_BASE, assign_tracks, export_global_ids, identity_numbers
 from keyreid_stream.redis_server import free_port

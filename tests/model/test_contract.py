@@ -15,6 +15,7 @@ pytest.importorskip("timm")
 
 from keyreid_stream.model import build_model, load_model, save_checkpoint  # noqa: E402
 from keyreid_stream.model.losses import LossWeights, ReIDLoss  # noqa: E402
+
 from model_testing import randomise_batchnorm  # noqa: E402  (conftest.py puts it on the path)
 
 CLASSES = 5
@@ -157,7 +158,7 @@ def test_checkpoint_round_trip_gives_the_same_descriptors(arch: str, options: di
     (lambda f, k, c: (f, k, c[:1]), "camera_ids must be"),
     (lambda f, k, c: (f.index_fill(0, torch.tensor([1]), float("nan")), k, c), "NaN"),
 ], ids=["frames", "size", "keypoints", "cameras", "nan"])
-def test_bad_inputs_get_clear_errors(arch: str, change, match: str) -> None:  # noqa: ANN001
+def test_bad_inputs_get_clear_errors(arch: str, change, match: str) -> None:
     model = _model(arch, {}).eval()
     with pytest.raises(ValueError, match=match), torch.no_grad():
         model.embed(*change(*_inputs(model, 2)))

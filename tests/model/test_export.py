@@ -14,6 +14,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from keyreid_stream.model import build_model  # noqa: E402
 from keyreid_stream.model.export import check_onnx, export_onnx  # noqa: E402
+
 from model_testing import randomise_batchnorm  # noqa: E402  (conftest.py puts it on the path)
 
 pytestmark = pytest.mark.slow  # six exports, about 30 s on two CPU cores

@@ -21,6 +21,7 @@ from keyreid_stream.model.rapa import (  # noqa: E402
     reference_weights,
     roi_pool,
 )
+
 from model_testing import randomise_batchnorm  # noqa: E402  (conftest.py puts it on the path)
 
 H, W, T, STRIDE = 64, 32, 4, 8  # rapa_test: 64x32 input, an 8x4 map
@@ -85,7 +86,7 @@ def test_bad_options_get_clear_errors(options: dict, cameras: int, match: str) -
     (None, None, "need keypoints"),
     ("ok", "ok", "not heatmaps"),
 ])
-def test_pose_parts_need_keypoints_and_only_keypoints(keypoints, heatmaps, match: str) -> None:  # noqa: ANN001
+def test_pose_parts_need_keypoints_and_only_keypoints(keypoints, heatmaps, match: str) -> None:
     model = _model().eval()
     points = _pedestrians(2, 0) if keypoints else None
     maps = torch.rand(2, T, 6, H, W) if heatmaps else None

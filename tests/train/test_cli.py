@@ -11,7 +11,7 @@ import pytest
 
 from keyreid_stream.cli import main
 from keyreid_stream.config import load_config
-from keyreid_stream.model.checkpoint import load_model
+from keyreid_stream.model.registry import load_model
 from keyreid_stream.train.config import TrainingConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -100,15 +100,10 @@ def test_errors_are_one_line(arguments: list[str], message: str, capsys: pytest.
 
 def test_eval_the_authors_weights(small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A state dict with the authors' key names is evaluated in the configured architecture (official mode)."""
-    import sys
-
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-    try:
-        import authors_reference as authors
-    finally:
-        sys.path.pop(0)
+    import authors_reference as authors
+
     reference = authors.AuthorsKeyReID(num_classes=10, num_cameras=3, **authors.tiny_kwargs())
     torch.save(reference.state_dict(), tmp_path / "authors.pth")
     code = main(["eval", "--config", str(CONFIGS / "keyreid_synthetic.yaml"), f"data.root={small_dataset}",

@@ -28,7 +28,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BOUND = 0.4
 
 
-def _chance(split) -> float:  # noqa: ANN001
+def _chance(split) -> float:
     q = np.array([t.person_id for t in split.query])
     g = np.array([t.person_id for t in split.gallery])
     qc = np.array([t.camera_id for t in split.query])

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-_TESTS = Path(__file__).resolve().parents[1]
-for folder in (_TESTS, _TESTS / "model"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from file_server import FileServer, start_file_server, stop_file_server  # noqa: E402
+from file_server import FileServer, start_file_server, stop_file_server
 
 
 @pytest.fixture

@@ -13,15 +13,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-import authors_reference as authors  # noqa: E402  (tests/weights/conftest.py puts it on the path)
-from file_server import FileServer  # noqa: E402
-
 from keyreid_stream.cli import main  # noqa: E402
 from keyreid_stream.data.synthetic import SyntheticSpec, write_synthetic_mars  # noqa: E402
+from keyreid_stream.inference.loading import load_embedding_model  # noqa: E402
 from keyreid_stream.matcher.api.search import crop_embedder_from_config  # noqa: E402
 from keyreid_stream.model import build_model  # noqa: E402
-from keyreid_stream.model.checkpoint import load_checkpoint, load_model  # noqa: E402
-from keyreid_stream.workers.embedder import load_embedding_model  # noqa: E402
+from keyreid_stream.model.checkpoint import load_checkpoint  # noqa: E402
+from keyreid_stream.model.registry import load_model  # noqa: E402
+
+import authors_reference as authors  # noqa: E402  (tests/weights/conftest.py puts it on the path)
+from file_server import FileServer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CLASSES, CAMERAS = 5, 3

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from file_server import FileServer
 from keyreid_stream.fetch import RemoteFile
 from keyreid_stream.weights import (
     CATALOGUE,
@@ -28,6 +27,8 @@ from keyreid_stream.weights import (
     load_catalogue,
     resolve_weights,
 )
+
+from file_server import FileServer
 
 MODEL = os.urandom(50_000)
 MODEL_SHA = hashlib.sha256(MODEL).hexdigest()

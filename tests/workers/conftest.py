@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,10 +28,9 @@ import numpy as np
 import pytest
 import zmq
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # worker_harness.py beside the tests (importlib mode)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keyreid_stream.redis_server import free_port
 
-from worker_harness import Matcher  # noqa: E402
+from worker_harness import Matcher
 
 CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 160, 120, 10.0, 40
 LISTEN_TIMEOUT_S = 10.0
@@ -58,12 +56,6 @@ def mjpg_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         writer.release()
     return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _is_listening(port: int) -> bool | None:
@@ -132,7 +124,7 @@ def ffmpeg_tcp_server(mjpg_clip: Path, tmp_path: Path) -> Iterator[FfmpegTcpServ
         if os.environ.get("CI"):
             pytest.fail("ffmpeg is not installed (CI must install it)")
         pytest.skip("ffmpeg is not installed")
-    server = FfmpegTcpServer(ffmpeg, mjpg_clip, _free_port(), tmp_path / "ffmpeg.log")
+    server = FfmpegTcpServer(ffmpeg, mjpg_clip, free_port(), tmp_path / "ffmpeg.log")
     try:
         yield server.start()
     finally:
@@ -143,7 +135,7 @@ class RtspServer:
     """``rtsp-server-perl`` (clients on ``port``, publishers on ``source_port``) fed by ffmpeg with a clip."""
 
     def __init__(self, server: str, ffmpeg: str, clip: Path, folder: Path) -> None:
-        self.port, self.source_port = _free_port(), _free_port()
+        self.port, self.source_port = free_port(), free_port()
         self.url = f"rtsp://127.0.0.1:{self.port}/cam"
         self._commands = [
             [server, "--clientport", str(self.port), "--serverport", str(self.source_port),

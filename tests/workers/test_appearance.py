@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-from worker_harness import Matcher
 
 from keyreid_stream.contracts import Tracklet, TrackletMessage
 from keyreid_stream.keypoints.pose import PriorPose
@@ -36,6 +35,8 @@ from keyreid_stream.workers.config import (
     WorkerConfig,
 )
 from keyreid_stream.workers.service import run_worker
+
+from worker_harness import Matcher
 
 PRIOR = PriorPose()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,20 +13,15 @@ import pytest
 
 pytest.importorskip("cv2")
 
-from keyreid_stream.contracts import Frame  # noqa: E402
-from keyreid_stream.workers.capture import CaptureSource, backoff_delays  # noqa: E402
-from keyreid_stream.workers.sources import FrameSource, SourceError, open_source  # noqa: E402
+from keyreid_stream.contracts import Frame
+from keyreid_stream.redis_server import free_port
+from keyreid_stream.workers.capture import CaptureSource, backoff_delays
+from keyreid_stream.workers.sources import FrameSource, SourceError, open_source
 
 pytestmark = pytest.mark.video
 
 FAST: dict[str, Any] = {"read_timeout_s": 1.0, "open_timeout_s": 5.0, "backoff_s": (0.1, 0.5)}
 WATCHDOG_S = 25.0  # a test that hangs is closed (and fails) instead of waiting for pytest-timeout
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -95,7 +89,7 @@ def test_reconnects_after_the_server_is_killed_and_restarted(
 def test_gives_up_after_max_reconnects_and_never_shows_the_password(
     caplog: pytest.LogCaptureFixture, watchdog: list[FrameSource], max_reconnects: int, attempts: int
 ) -> None:
-    url = f"tcp://admin:hunter2@127.0.0.1:{_unused_port()}/live"
+    url = f"tcp://admin:hunter2@127.0.0.1:{free_port()}/live"
     source = open_source(url, "cam1", **FAST, max_reconnects=max_reconnects)
     watchdog.append(source)
     assert source.uri == url.replace("hunter2", "***")
@@ -126,7 +120,7 @@ def test_close_from_another_thread_ends_a_stalled_stream_promptly(
                 frames.append(frame)
                 if len(frames) == 3:
                     ffmpeg_tcp_server.pause()  # connection open, no more data: the next reads time out
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+        except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=consume, daemon=True)
@@ -159,7 +153,7 @@ def test_a_missing_webcam_gives_up_when_told_to(watchdog: list[FrameSource]) -> 
 
 
 def test_close_before_iterating_yields_nothing() -> None:
-    source = open_source(f"tcp://127.0.0.1:{_unused_port()}", "cam1", **FAST)
+    source = open_source(f"tcp://127.0.0.1:{free_port()}", "cam1", **FAST)
     source.close()
     source.close()  # idempotent
     assert list(source) == [] and source.stats().open_failures == 0

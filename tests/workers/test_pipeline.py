@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-from worker_harness import Matcher
 
 from keyreid_stream.contracts import TrackletMessage
 from keyreid_stream.workers.config import (
@@ -33,6 +32,8 @@ from keyreid_stream.workers.config import (
     WorkerConfig,
 )
 from keyreid_stream.workers.service import run_worker
+
+from worker_harness import Matcher
 
 pytestmark = [pytest.mark.video, pytest.mark.zmq]
 
@@ -315,7 +316,7 @@ def _latest(matcher: Matcher, camera: str) -> dict[str, int]:
     return dict(max(beats, key=lambda h: h.sequence).counters) if beats else {}
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:  # noqa: ANN001
+def _wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -387,8 +388,8 @@ def test_mot_output_holds_every_tracked_box(scene: Scene, matcher: Matcher, zmq_
                                             tmp_path: Path) -> None:
     """output.mot_dir: the tracker's boxes of every frame in MOTChallenge format (frame = index + 1), scored
     against the drawn walkers as ground truth."""
-    from keyreid_stream.eval.mot import MotTracks, read_mot
     from keyreid_stream.eval.mtmc import evaluate_camera
+    from keyreid_stream.mot import MotTracks, read_mot
 
     config = replace(_config(scene, matcher.endpoint), output=OutputConfig(mot_dir=str(tmp_path / "mot")))
     report = run_worker(config, context=zmq_context)

@@ -1,9 +1,9 @@
-"""The worker's reliable publisher against a real ROUTER on 127.0.0.1 that stands in for the matcher."""
+"""The worker's reliable publisher against a real ROUTER on 127.0.0.1 that stands in for the matcher
+(``worker_harness.Matcher``)."""
 
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections import Counter
@@ -15,84 +15,29 @@ import zmq
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import Heartbeat, TrackletMessage
+from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers import publisher as publisher_module
 from keyreid_stream.workers.publisher import Publisher, PublisherStats
+
+from worker_harness import Matcher, Policy, Reply, ack_all
 
 pytestmark = [pytest.mark.zmq, pytest.mark.timeout(30)]
 
 LOGGER = "keyreid_stream.workers.publisher"
-Reply = bytes | tuple[bytes, ...]
-Policy = Callable[[TrackletMessage, int], list[Reply]]
-
-
-def ack_all(message: TrackletMessage, copy: int) -> list[Reply]:
-    return [wire.encode_ack(message.message_id)]
-
-
-class Receiver:
-    """A test matcher: a ROUTER bound on 127.0.0.1 that decodes every frame and answers via ``policy``.
-
-    ``policy(message, copy)`` (copy = 1 for the first arrival of that id) returns the frames to send back,
-    each a payload or a tuple of frames (for multipart garbage).
-    """
-
-    def __init__(self, context: zmq.Context, endpoint: str, policy: Policy = ack_all) -> None:
-        self.policy = policy
-        self.tracklets: list[str] = []  # message ids in arrival order, duplicates kept
-        self.heartbeats: list[Heartbeat] = []
-        self.sock = context.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self._bind(endpoint)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _bind(self, endpoint: str) -> None:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                self.sock.bind(endpoint)
-                return
-            except zmq.ZMQError as exc:  # the previous receiver's port may not be released yet
-                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
-                    self.sock.close(linger=0)
-                    raise
-                time.sleep(0.02)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sock.poll(20):
-                continue
-            identity, payload = self.sock.recv_multipart()
-            message = wire.decode(payload)
-            if isinstance(message, Heartbeat):
-                self.heartbeats.append(message)
-                continue
-            self.tracklets.append(message.message_id)
-            for reply in self.policy(message, self.tracklets.count(message.message_id)):
-                self.sock.send_multipart([identity, *(reply if isinstance(reply, tuple) else (reply,))])
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sock.close(linger=0)
-
-
 @pytest.fixture
 def endpoint() -> str:
     """A free TCP port on 127.0.0.1 (nothing bound yet)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
-def receivers(zmq_context: zmq.Context, endpoint: str) -> Iterator[Callable[..., Receiver]]:
-    """Start receivers on ``endpoint``; all closed at teardown."""
-    started: list[Receiver] = []
+def receivers(zmq_context: zmq.Context, endpoint: str) -> Iterator[Callable[..., Matcher]]:
+    """Start stand-in matchers on ``endpoint``; all closed at teardown."""
+    started: list[Matcher] = []
 
-    def start(policy: Policy = ack_all) -> Receiver:
-        started.append(Receiver(zmq_context, endpoint, policy))
+    def start(policy: Policy = ack_all) -> Matcher:
+        started.append(Matcher(zmq_context, endpoint=endpoint, policy=policy))
+        started[-1].start()
         return started[-1]
 
     try:
@@ -153,7 +98,7 @@ def test_each_message_delivered_once_and_acked(publishers, receivers) -> None:
     for thread in threads:
         thread.join()
     stats = publisher.close(flush_timeout_s=5)  # waits for the outstanding acks
-    assert sorted(receiver.tracklets) == sorted(ids) and len(set(ids)) == 200
+    assert sorted(receiver.arrivals) == sorted(ids) and len(set(ids)) == 200
     assert (stats.published, stats.sent, stats.resent, stats.acked) == (200, 200, 0, 200)
     assert (stats.rejected, stats.dropped, stats.buffered, stats.in_flight, stats.bad_acks) == (0, 0, 0, 0, 0)
     assert stats.ack_latency_p50_s is not None and stats.ack_latency_p95_s is not None
@@ -169,7 +114,7 @@ def test_matcher_down_at_start(publishers, receivers) -> None:
     assert (stats.sent, stats.buffered, stats.in_flight) == (0, 50, 0)  # IMMEDIATE: nothing queued in ZeroMQ
     receiver = receivers()
     wait_until(lambda: publisher.stats().acked == 50)
-    assert sorted(receiver.tracklets) == sorted(ids)
+    assert sorted(receiver.arrivals) == sorted(ids)
 
 
 def test_overflow_while_down_drops_the_oldest(publishers, receivers, caplog) -> None:
@@ -180,7 +125,7 @@ def test_overflow_while_down_drops_the_oldest(publishers, receivers, caplog) -> 
     assert (stats.published, stats.dropped, stats.buffered) == (25, 5, 20)
     receiver = receivers()
     wait_until(lambda: publisher.stats().acked == 20)
-    assert sorted(receiver.tracklets) == sorted(ids[5:])
+    assert sorted(receiver.arrivals) == sorted(ids[5:])
     warnings = [r for r in caplog.records if "buffer full" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
 
@@ -208,7 +153,7 @@ def test_unacknowledged_messages_are_retransmitted(publishers, receivers) -> Non
     wait_until(lambda: publisher.stats().acked == 10)
     stats = publisher.stats()
     assert stats.resent >= 5 and stats.sent == 10 and stats.buffered == 0
-    copies = Counter(receiver.tracklets)
+    copies = Counter(receiver.arrivals)
     assert all(copies[mid] >= 2 for mid in ids[::2]) and set(copies) == set(ids)
 
 
@@ -224,12 +169,12 @@ def test_receiver_restart(publishers, receivers) -> None:
     first = receivers(store_20_then_crash)
     publisher = publishers()
     ids = publish_all(publisher, 50)
-    wait_until(lambda: len(first.tracklets) == 50)
+    wait_until(lambda: len(first.arrivals) == 50)
     first.close()
     ids += publish_all(publisher, 50, start=50)  # while no matcher is up
     second = receivers()
     wait_until(lambda: publisher.stats().acked == 100)
-    assert set(stored) | set(second.tracklets) == set(ids) and set(ids[20:50]) <= set(second.tracklets)
+    assert set(stored) | set(second.arrivals) == set(ids) and set(ids[20:50]) <= set(second.arrivals)
     assert publisher.stats().resent >= 30
 
 
@@ -246,7 +191,7 @@ def test_rejected_messages_are_not_retried(publishers, receivers, caplog) -> Non
     time.sleep(0.7)  # two ack timeouts
     stats = publisher.stats()
     assert (stats.acked, stats.rejected, stats.resent, stats.dropped) == (5, 5, 0, 0)
-    assert sorted(receiver.tracklets) == sorted(ids)  # each exactly once
+    assert sorted(receiver.arrivals) == sorted(ids)  # each exactly once
     assert len([r for r in caplog.records if "invalid_field" in r.getMessage()]) == 1
 
 

@@ -5,7 +5,6 @@ own log lines routed through logging, and the worker's summary per camera."""
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from keyreid_stream.cli import main
+from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.capture import CaptureSource, ffmpeg_capture_options
 from keyreid_stream.workers.native_log import NATIVE_LOGGER, parse_native_line
 from keyreid_stream.workers.sources import SourceError, open_source
@@ -21,12 +21,6 @@ from keyreid_stream.workers.sources import SourceError, open_source
 pytestmark = pytest.mark.video
 
 FAST: dict[str, Any] = {"read_timeout_s": 2.0, "open_timeout_s": 5.0, "backoff_s": (0.1, 0.2)}
-
-
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _read(source: CaptureSource, count: int) -> list[Any]:
@@ -84,7 +78,7 @@ def test_tcp_to_a_udp_only_server_says_what_to_do(rtsp_server: Any, caplog: pyte
     ("http://127.0.0.1:{port}/cam.mjpg", "auto", "connection refused by 127.0.0.1:{port}"),
 ])
 def test_nothing_listening_is_said_plainly(url: str, transport: str, expected: str) -> None:
-    port = _unused_port()
+    port = free_port()
     source = open_source(url.format(port=port), "cam1", transport=transport, max_reconnects=0, **FAST)
     with pytest.raises(SourceError, match="cannot open stream") as error:
         _read(source, 1)

@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-from worker_harness import Matcher
 
 from keyreid_stream.config.loader import load_config
 from keyreid_stream.contracts import Frame
 from keyreid_stream.workers.config import CameraConfig, WorkerConfig
 from keyreid_stream.workers.service import _build_keypoints, _clock, run_worker
+
+from worker_harness import Matcher
 
 SCALE = 0.5  # bus.jpg at half size: 405 x 540
 BOXES = np.array([[50, 398, 245, 903], [223, 408, 344, 860]], np.float32) * SCALE  # two men facing the camera

@@ -14,7 +14,7 @@ cv2 = pytest.importorskip("cv2")
 
 from keyreid_stream.clock import is_media_time  # noqa: E402
 from keyreid_stream.contracts import ContractError, Frame  # noqa: E402
-from keyreid_stream.workers import sources  # noqa: E402
+from keyreid_stream.workers import frame_source, sources  # noqa: E402
 from keyreid_stream.workers.sources import (  # noqa: E402
     ImageFolderSource,
     SourceError,
@@ -84,7 +84,7 @@ _REAL_CAPTURE = cv2.VideoCapture
 def spy(monkeypatch: pytest.MonkeyPatch) -> type[_SpyCapture]:
     monkeypatch.setattr(_SpyCapture, "instances", [])
     monkeypatch.setattr(_SpyCapture, "overrides", {})
-    monkeypatch.setattr(sources.cv2, "VideoCapture", _SpyCapture)
+    monkeypatch.setattr(frame_source.cv2, "VideoCapture", _SpyCapture)
     return _SpyCapture
 
 
@@ -140,7 +140,7 @@ def test_absurd_fps_falls_back_to_25(
     clip: Path, spy: type[_SpyCapture], caplog: pytest.LogCaptureFixture, bad_fps: float
 ) -> None:
     spy.overrides[cv2.CAP_PROP_FPS] = bad_fps
-    with caplog.at_level("WARNING", logger=sources.__name__):
+    with caplog.at_level("WARNING", logger=frame_source.__name__):
         frames = list(read_video_file(clip, "cam", max_frames=3))
     assert [f.timestamp for f in frames] == pytest.approx([0.0, 1 / 25, 2 / 25])
     assert "assuming 25 fps" in caplog.text

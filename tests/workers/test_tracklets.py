@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from keyreid_stream.contracts import Detections, Frame, Tracklet
-from keyreid_stream.workers.tracklets import (
-    TrackletAccumulator,
-    covered_fraction,
-    crop_keypoints,
-    thumbnail_jpeg,
-)
+from keyreid_stream.inference.embedder import crop_keypoints
+from keyreid_stream.workers.tracklets import TrackletAccumulator, covered_fraction, thumbnail_jpeg
 
 CAMERA = "cam1"
 FPS = 10.0

@@ -2,7 +2,7 @@
 
 A crop becomes a tracklet of one observation whose box is the whole crop and whose keypoints are the average
 pedestrian layout (:class:`~keyreid_stream.keypoints.pose.PriorPose`), and goes through the workers' own
-:class:`~keyreid_stream.workers.embedder.TrackletEmbedder`. Its descriptor space is the model's
+:class:`~keyreid_stream.inference.embedder.TrackletEmbedder`. Its descriptor space is the model's
 (:func:`~keyreid_stream.matcher.state.records.descriptor_space`), so it is compared only with descriptors the workers
 computed with the same model. Give the matcher the same checkpoint as the workers, or nothing will match.
 """
@@ -16,8 +16,9 @@ import numpy as np
 
 from keyreid_stream.contracts import Tracklet
 from keyreid_stream.keypoints.pose import PriorPose
+from keyreid_stream.inference.embedder import TrackletEmbedder
+from keyreid_stream.inference.loading import EmbeddingModel, load_embedding_model
 from keyreid_stream.matcher.state.records import descriptor_space
-from keyreid_stream.workers.embedder import EmbeddingModel, TrackletEmbedder, load_embedding_model
 
 __all__ = ["CropEmbedder", "crop_embedder_from_config"]
 

@@ -3,19 +3,15 @@
 A worker tracklet becomes dense T-frame clips exactly as a test tracklet does in evaluation
 (:func:`~keyreid_stream.data.video.dense_frame_selection` and :func:`~keyreid_stream.data.video.dense_clip_tensors`
 with the test :class:`~keyreid_stream.data.transforms.ClipTransform`), the clips of many tracklets, from any
-number of cameras, go through the model together (:func:`~keyreid_stream.eval.features.embed_clips`), and the
-descriptor is the mean over a tracklet's clips (:func:`~keyreid_stream.eval.features.mean_per_tracklet`). So a
+number of cameras, go through the model together (:func:`~keyreid_stream.inference.clips.embed_clips`), and the
+descriptor is the mean over a tracklet's clips (:func:`~keyreid_stream.inference.clips.mean_per_tracklet`). So a
 descriptor computed by a worker equals the one evaluation computes for the same frames and keypoints.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,63 +19,13 @@ import torch
 from keyreid_stream.contracts import Tracklet
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import collate_test, dense_clip_tensors, dense_frame_selection
-from keyreid_stream.eval.features import embed_clips, mean_per_tracklet
-from keyreid_stream.keypoints.yolo_pose import resolve_device as resolve_device_name
-from keyreid_stream.workers.tracklets import crop_keypoints
+from keyreid_stream.inference.clips import embed_clips, mean_per_tracklet
+from keyreid_stream.inference.device import resolve_amp, resolve_device
+from keyreid_stream.inference.loading import EmbeddingModel
 
-__all__ = ["EmbeddingModel", "TrackletEmbedder", "load_embedding_model"]
+__all__ = ["TrackletEmbedder", "crop_keypoints", "input_normalisation"]
 
 logger = logging.getLogger(__name__)
-
-RANDOM_VERSION = "random-init"
-
-
-@dataclass(frozen=True)
-class EmbeddingModel:
-    """A loaded re-ID model with the name and version that the published messages carry."""
-
-    model: torch.nn.Module
-    name: str
-    version: str
-
-
-def _file_version(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()[:12]}"
-
-
-def load_embedding_model(arch: str, checkpoint: str = "", *, checkpoint_kind: str = "auto",
-                         num_cameras: int = 0, allow_pickle: bool = False) -> EmbeddingModel:
-    """``checkpoint``: a file or a weights catalogue name (``keyreid-stream weights list``). Our checkpoints
-    rebuild themselves (``arch`` is then read from the file); the authors' weights
-    (``official``) go into ``build_model(arch, 0, num_cameras, compat="official")``; no checkpoint = random
-    weights, whose descriptors carry no identity (tests and benchmarks only; a warning says so)."""
-    from keyreid_stream.model.checkpoint import CheckpointError, load_checkpoint, load_model
-    from keyreid_stream.model.registry import build_model, get_spec
-    from keyreid_stream.weights import resolve_weights
-
-    if not checkpoint:
-        logger.warning("embedding model %s has RANDOM weights (embedding.checkpoint is empty): its descriptors "
-                       "do not identify anybody; give a trained checkpoint for real use", arch)
-        return EmbeddingModel(build_model(arch, 0, num_cameras), arch, RANDOM_VERSION)
-    path = resolve_weights(checkpoint)  # a file, or a cached catalogue name (e.g. keyreid-mars)
-    if checkpoint_kind in ("auto", "native"):
-        try:
-            model = load_model(path)
-            return EmbeddingModel(model, str(getattr(model, "arch", arch)), _file_version(path))
-        except CheckpointError as exc:
-            if checkpoint_kind == "native" or "not a keyreid-stream checkpoint" not in str(exc):
-                raise
-    if "compat" not in inspect.signature(get_spec(arch).model_class.__init__).parameters:
-        raise CheckpointError(f"{path}: not a keyreid-stream checkpoint, and {arch} has no other checkpoint format "
-                              "(its authors published no weights)")
-    model = build_model(arch, 0, num_cameras, compat="official")
-    load_checkpoint(model, path, "official", allow_pickle=allow_pickle)
-    return EmbeddingModel(model, arch, _file_version(path))
-
 
 def input_normalisation(model: torch.nn.Module, mean: Sequence[float] | None,
                         std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -99,12 +45,19 @@ def input_normalisation(model: torch.nn.Module, mean: Sequence[float] | None,
     return chosen["mean"], chosen["std"]
 
 
-def resolve_device(setting: str) -> torch.device:
-    """``auto``: the first GPU when there is one, else the CPU; an explicit CUDA device must exist."""
-    device = torch.device(resolve_device_name(setting))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"embedding.device is {setting!r} but no CUDA device is available")
-    return device
+def crop_keypoints(tracklet: Tracklet) -> np.ndarray:
+    """``(T, 17, 3)`` keypoints in the pixels of each observation's crop (the crop is the clipped box, possibly
+    downscaled); unknown joints stay zero."""
+    if tracklet.crops is None:
+        raise ValueError("the tracklet has no crops")
+    origins = tracklet.boxes[:, None, :2]
+    sizes = np.maximum(tracklet.boxes[:, 2:] - tracklet.boxes[:, :2], 1.0)
+    crop_sizes = np.array([(crop.shape[1], crop.shape[0]) for crop in tracklet.crops], np.float32)
+    scale = (crop_sizes / sizes)[:, None, :]
+    points = tracklet.keypoints.copy()
+    seen = points[..., 2:] > 0
+    points[..., :2] = np.where(seen, (points[..., :2] - origins) * scale, 0.0)
+    return points
 
 
 class TrackletEmbedder:
@@ -113,8 +66,6 @@ class TrackletEmbedder:
     def __init__(self, loaded: EmbeddingModel, *, device: str = "auto", amp: str = "auto", batch_clips: int = 64,
                  max_clips: int = 8, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  camera_indices: Mapping[str, int] | None = None) -> None:
-        from keyreid_stream.train.setup import resolve_amp
-
         self.device = resolve_device(device)
         self.model = loaded.model.to(self.device).eval()
         self.model_name, self.model_version = loaded.name, loaded.version

@@ -15,16 +15,11 @@ from keyreid_stream.data.datasets import VideoTracklet
 from keyreid_stream.data.transforms import ClipTransform
 from keyreid_stream.data.video import KeypointSource, TestClips
 from keyreid_stream.eval.features import extract_features
+from keyreid_stream.inference.embedder import TrackletEmbedder, crop_keypoints
+from keyreid_stream.inference.loading import RANDOM_VERSION, EmbeddingModel, load_embedding_model
 from keyreid_stream.keypoints.store import KeypointStore
 from keyreid_stream.model.checkpoint import CheckpointError, save_checkpoint
 from keyreid_stream.model.registry import build_model
-from keyreid_stream.workers.embedder import (
-    RANDOM_VERSION,
-    EmbeddingModel,
-    TrackletEmbedder,
-    load_embedding_model,
-)
-from keyreid_stream.workers.tracklets import crop_keypoints
 
 
 def _tracklet(camera: str, track_id: int, length: int, seed: int) -> Tracklet:

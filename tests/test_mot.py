@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keyreid_stream.eval.mot import (
+from keyreid_stream.mot import (
     MotDataError,
     MotTracks,
     MotWriter,

@@ -1,9 +1,0 @@
-"""Makes ``authors_reference`` (the test oracle beside these tests) and ``model_testing`` (shared helpers)
-importable under --import-mode=importlib."""
-
-import sys
-from pathlib import Path
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
