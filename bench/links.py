@@ -48,23 +48,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import machine, write_section
+from report import machine, write_section  # noqa: E402
 
-from keyreid_stream.demo.geometry import true_view_pairs
-from keyreid_stream.mot import MotTracks, read_mot
-from keyreid_stream.eval.mtmc import evaluate_camera
-from keyreid_stream.matcher.association.association import AssociationParams, associate
-from keyreid_stream.matcher.association.calibration import calibrate, estimate_threshold
-from keyreid_stream.matcher.association.offline import f1_score, offline_optimum
-from keyreid_stream.matcher.association.recluster import apply_changes, recluster
-from keyreid_stream.matcher.association.synthetic import (
+from keyreid_stream.demo.geometry import true_view_pairs  # noqa: E402
+from keyreid_stream.eval.mtmc import evaluate_camera  # noqa: E402
+from keyreid_stream.matcher.association.association import AssociationParams, associate  # noqa: E402
+from keyreid_stream.matcher.association.calibration import calibrate, estimate_threshold  # noqa: E402
+from keyreid_stream.matcher.association.offline import f1_score, offline_optimum  # noqa: E402
+from keyreid_stream.matcher.association.recluster import apply_changes, recluster  # noqa: E402
+from keyreid_stream.matcher.association.synthetic import (  # noqa: E402
     generate_scene,
     pair_precision_recall,
     replay_scene,
     stored_tracklet,
 )
-from keyreid_stream.matcher.association.topology import Topology
-from keyreid_stream.matcher.state.records import StoredTracklet
+from keyreid_stream.matcher.association.topology import Topology  # noqa: E402
+from keyreid_stream.matcher.state.records import StoredTracklet  # noqa: E402
+from keyreid_stream.mot import MotTracks, read_mot  # noqa: E402
 
 LEFT, RIGHT = "cam-left", "cam-right"
 BATCH_GAP_S = 0.5  # tracklets stored within this time of the first of a batch were decided together

@@ -263,7 +263,7 @@ class MatcherThread:
     def _run(self) -> None:
         try:
             self.report = run_matcher(self.config, self.stop_event, ready=self._ready, context=self.context)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by start() or stop()
+        except BaseException as exc:
             self.error = exc
         finally:
             self._ready.set()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from keyreid_stream.eval.hota import ALPHAS, HotaFrame, combine_hota, hota_scores
-from keyreid_stream.mot import MotTracks, read_mot
 from keyreid_stream.eval.mtmc import evaluate_camera, evaluate_mtmc, format_mtmc_table
+from keyreid_stream.mot import MotTracks, read_mot
 
 
 def frames(gt: dict[int, list[int]], pred: dict[int, list[int]], iou: float = 1.0,

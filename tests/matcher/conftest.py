@@ -27,7 +27,6 @@ from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.matcher.state.records import Change, Decision, descriptor_space
 from keyreid_stream.matcher.state.store import TrackletStore, load_tracklets
 
-
 T0 = 1_700_000_000.0
 DIM = 16
 MODEL, VERSION = "testnet", "1"

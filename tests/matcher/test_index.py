@@ -12,8 +12,8 @@ import pytest
 
 faiss = pytest.importorskip("faiss")
 
-from keyreid_stream.matcher.config import IndexConfig
-from keyreid_stream.matcher.index import GalleryIndex, VectorIndex, VectorIndexError
+from keyreid_stream.matcher.config import IndexConfig  # noqa: E402
+from keyreid_stream.matcher.index import GalleryIndex, VectorIndex, VectorIndexError  # noqa: E402
 
 KINDS = ["flat", "ivf", "hnsw"]
 LOGGER = "keyreid_stream.matcher.index"
@@ -417,7 +417,7 @@ def test_concurrent_add_and_search() -> None:
         try:
             for start in range(0, len(data), 1000):
                 index.add(ids[start : start + 1000], data[start : start + 1000])
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except BaseException as error:
             errors.append(error)
         finally:
             done.set()

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import redis
 import zmq
-from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.cli import main
 from keyreid_stream.contracts import TrackletMessage
@@ -23,6 +22,8 @@ from keyreid_stream.query.client import QueryClient
 from keyreid_stream.query.motexport import UNLINKED_BASE, assign_tracks, export_global_ids, identity_numbers
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
+
+from matcher_harness import matcher_config, running_matcher, wait_until
 
 API_TOKEN = "s3cret-token"  # conftest.API_TOKEN
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.cli import main
 from keyreid_stream.matcher.association.synthetic import generate_scene
@@ -31,6 +30,8 @@ from keyreid_stream.matcher.service import MatcherThread, run_matcher
 from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
+
+from matcher_harness import matcher_config, running_matcher, wait_until
 
 KEYS = Keys("krs")
 TOKEN = "role-test-token"

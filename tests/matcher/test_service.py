@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 import redis
 import zmq
-from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream import wire
 from keyreid_stream.contracts import TrackletMessage
@@ -33,6 +32,8 @@ from keyreid_stream.matcher.association.synthetic import generate_scene, pair_pr
 from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.redis_server import free_port
 from keyreid_stream.workers.publisher import Publisher
+
+from matcher_harness import matcher_config, running_matcher, wait_until
 
 pytestmark = [pytest.mark.zmq, pytest.mark.slow]
 KEYS = Keys("krs")

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import redis
 import zmq
-from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.contracts import TrackletMessage
 from keyreid_stream.matcher.service import MatcherThread
@@ -30,6 +29,8 @@ from keyreid_stream.matcher.state.records import IDENTITY_ID_PATTERN
 from keyreid_stream.matcher.state.store import StoreReset, TrackletStore
 from keyreid_stream.redis_server import RedisServer, free_port
 from keyreid_stream.workers.publisher import Publisher
+
+from matcher_harness import matcher_config, running_matcher, wait_until
 
 pytestmark = [pytest.mark.zmq, pytest.mark.slow]
 KEYS = Keys("krs")

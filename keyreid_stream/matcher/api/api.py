@@ -528,7 +528,7 @@ class ApiServer:
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    def __enter__(self) -> ApiServer:  # noqa: PYI034
+    def __enter__(self) -> ApiServer:
         return self.start() if self._thread is None else self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -15,9 +15,9 @@ import threading
 import numpy as np
 
 from keyreid_stream.contracts import Tracklet
-from keyreid_stream.keypoints.pose import PriorPose
 from keyreid_stream.inference.embedder import TrackletEmbedder
 from keyreid_stream.inference.loading import EmbeddingModel, load_embedding_model
+from keyreid_stream.keypoints.pose import PriorPose
 from keyreid_stream.matcher.state.records import descriptor_space
 
 __all__ = ["CropEmbedder", "crop_embedder_from_config"]

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from matcher_harness import matcher_config, running_matcher, wait_until
 
 from keyreid_stream.redis_server import free_port
+
+from matcher_harness import matcher_config, running_matcher, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from matcher_harness import counter, trk, vec  # beside these tests (see conftest.py)
 
 from keyreid_stream.matcher.association.association import MAX_CANDIDATES, AssociationParams, associate
 from keyreid_stream.matcher.association.topology import Topology
+
+from matcher_harness import counter, trk, vec  # beside these tests (see conftest.py)
 
 
 def run(new, known=(), params=None, topology=None, new_identity=None):

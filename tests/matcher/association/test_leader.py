@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from matcher_harness import vec
 
 from keyreid_stream.contracts import TrackletMessage
 from keyreid_stream.matcher.association.association import AssociationParams
@@ -13,6 +12,8 @@ from keyreid_stream.matcher.association.leader import Associator
 from keyreid_stream.matcher.state.keys import Keys
 from keyreid_stream.matcher.state.lease import Lease
 from keyreid_stream.matcher.state.store import TrackletStore
+
+from matcher_harness import vec
 
 KEYS = Keys("leader")
 

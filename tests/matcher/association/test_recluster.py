@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from matcher_harness import counter, trk  # beside these tests (see conftest.py)
 
 from keyreid_stream.matcher.association.association import AssociationParams
 from keyreid_stream.matcher.association.recluster import apply_changes, recluster
 from keyreid_stream.matcher.association.topology import Topology
 from keyreid_stream.matcher.state.records import Change
+
+from matcher_harness import counter, trk  # beside these tests (see conftest.py)
 
 
 def recl(tracklets, params=None, topology=None, new_identity=None):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from matcher_harness import trk  # beside these tests (see conftest.py)
 
 from keyreid_stream.matcher.association.topology import Topology, load_topology, topology_from_mapping
+
+from matcher_harness import trk  # beside these tests (see conftest.py)
 
 
 def test_topology_allows_orders_by_start_and_ignores_one_camera():
