@@ -15,10 +15,12 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from timm.models.vision_transformer import Block
 
 from keyreid_stream.keypoints.heatmaps import (
     CONFIDENCE_THRESHOLD,
@@ -53,7 +55,7 @@ CMC_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
 # ----------------------------------------------------------------------------------------------- shared helpers
 
 
-def _png_path(path: str | os.PathLike) -> Path:
+def _png_path(path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise ValueError(f"the output must be a .png file, got {str(out)!r}")
@@ -124,7 +126,7 @@ def _check_curve(name: str, cmc: np.ndarray) -> np.ndarray:
 
 
 def save_cmc_curves(
-    curves: Mapping[str, np.ndarray], path: str | os.PathLike, *, max_rank: int = 20, title: str = "",
+    curves: Mapping[str, np.ndarray], path: str | os.PathLike[str], *, max_rank: int = 20, title: str = "",
     queries: Mapping[str, tuple[int, int]] | None = None,
 ) -> Path:
     """Plot named CMC curves (values in [0, 1], ``cmc[k-1]`` = rank-k) over ranks 1..max_rank, in percent.
@@ -154,8 +156,9 @@ def save_cmc_curves(
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(True, alpha=0.3)
     axes.legend(loc="lower right")
-    canvas.draw()
-    return _write_png(cv2.cvtColor(np.asarray(canvas.buffer_rgba()), cv2.COLOR_RGBA2BGR), out)
+    canvas.draw()  # type: ignore[no-untyped-call]  # matplotlib's Agg canvas is not annotated
+    rgba = canvas.buffer_rgba()  # type: ignore[no-untyped-call]
+    return _write_png(cv2.cvtColor(np.asarray(rgba), cv2.COLOR_RGBA2BGR), out)
 
 
 # ----------------------------------------------------------------------------------------------- ranked lists
@@ -183,7 +186,8 @@ def _ranked_gallery(distmat: np.ndarray, query: int, ids: Sequence[np.ndarray], 
     if kept.size < top_k:
         raise ValueError(f"query {query} has {kept.size} gallery entries after removing its own camera's matches, "
                          f"fewer than top_k={top_k}")
-    return kept[:top_k]
+    top: np.ndarray = kept[:top_k]
+    return top
 
 
 def _check_ranking_inputs(distmat: np.ndarray, ids: Sequence[np.ndarray], query_indices: Sequence[int],
@@ -232,9 +236,9 @@ def _draw_tile(canvas: np.ndarray, box: tuple[int, int, int, int], border: int, 
 
 
 def save_ranked_lists(
-    distmat: np.ndarray, q_pids: Sequence | np.ndarray, g_pids: Sequence | np.ndarray,
-    q_camids: Sequence | np.ndarray, g_camids: Sequence | np.ndarray, *, query_indices: Sequence[int],
-    load_query: Callable[[int], np.ndarray], load_gallery: Callable[[int], np.ndarray], path: str | os.PathLike,
+    distmat: np.ndarray, q_pids: Sequence[int] | np.ndarray, g_pids: Sequence[int] | np.ndarray,
+    q_camids: Sequence[int] | np.ndarray, g_camids: Sequence[int] | np.ndarray, *, query_indices: Sequence[int],
+    load_query: Callable[[int], np.ndarray], load_gallery: Callable[[int], np.ndarray], path: str | os.PathLike[str],
     top_k: int = 10, tile_size: tuple[int, int] = (128, 64),
 ) -> RankedListFigure:
     """Fig. 3: per query a row with the query image and its ``top_k`` gallery tracklets in rank order.
@@ -325,12 +329,12 @@ def _draw_skeleton(frame: np.ndarray, keypoints: np.ndarray, size: tuple[int, in
         if visible[a] and visible[b]:
             cv2.line(image, points[a], points[b], SKELETON_COLOUR, 1, cv2.LINE_AA)
     for joint in np.flatnonzero(visible):
-        cv2.circle(image, points[joint], 3, PART_COLOURS[JOINT_PART[joint]], -1, cv2.LINE_AA)
+        cv2.circle(image, points[joint], 3, PART_COLOURS[JOINT_PART[int(joint)]], -1, cv2.LINE_AA)
     return image
 
 
 def render_part_overlays(
-    frames: np.ndarray, keypoints: np.ndarray, path: str | os.PathLike, *, alpha: float = 0.5
+    frames: np.ndarray, keypoints: np.ndarray, path: str | os.PathLike[str], *, alpha: float = 0.5
 ) -> Path:
     """One row per frame: the frame with its skeleton, then each body part's heatmap blended on the frame.
 
@@ -364,7 +368,7 @@ def _check_map(name: str, values: np.ndarray, count: int) -> np.ndarray:
 
 
 def save_attention_overlays(
-    frames: np.ndarray, maps: Mapping[str, np.ndarray], path: str | os.PathLike, *, alpha: float = 0.5
+    frames: np.ndarray, maps: Mapping[str, np.ndarray], path: str | os.PathLike[str], *, alpha: float = 0.5
 ) -> Path:
     """Fig. 4: the frames on the first row, then one row per named attention map blended on the frames.
 
@@ -408,13 +412,13 @@ class AttentionMaps:
     part_weights: torch.Tensor | None
 
 
-def _cls_attention(block: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+def _cls_attention(block: Block, tokens: torch.Tensor) -> torch.Tensor:
     """Softmax attention of token 0 over all tokens in a timm block, averaged over heads: ``(N, L)``."""
-    attn = block.attn
+    attn: Any = block.attn  # a timm Attention (nn.Module.__getattr__ would type it Tensor | Module)
     batch, length, _ = tokens.shape
     qkv = attn.qkv(block.norm1(tokens)).reshape(batch, length, 3, attn.num_heads, attn.head_dim)
     query, key = attn.q_norm(qkv[:, :1, 0].transpose(1, 2)), attn.k_norm(qkv[:, :, 1].transpose(1, 2))
-    probs = ((query @ key.transpose(-2, -1)).float() * attn.scale).softmax(dim=-1)  # (N, heads, 1, L)
+    probs: torch.Tensor = ((query @ key.transpose(-2, -1)).float() * attn.scale).softmax(dim=-1)  # (N, heads, 1, L)
     return probs[:, :, 0].mean(dim=1)
 
 

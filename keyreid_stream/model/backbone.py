@@ -16,9 +16,11 @@ cheaper for the 3072-wide part block.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
+from timm.layers.attention import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
@@ -49,7 +51,8 @@ class CameraViT(VisionTransformer):
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        return tuple(self.patch_embed.grid_size)  # type: ignore[return-value]
+        grid: tuple[int, int] = tuple(self.patch_embed.grid_size)
+        return grid
 
     def camera_term(self, camera_ids: torch.Tensor | None) -> torch.Tensor | float:
         if camera_ids is None or self.camera_embed is None:
@@ -69,14 +72,17 @@ class CameraViT(VisionTransformer):
     def embed_tokens(self, images: torch.Tensor, camera_ids: torch.Tensor | None) -> torch.Tensor:
         """Patch embedding + [CLS] + positional and camera embeddings (eq. 2): ``(N, 1 + n, D)``."""
         patches = self.patch_embed(images)
+        # global_pool="token" with timm's default class_token=True and pos_embed: both always exist here.
+        assert self.cls_token is not None and self.pos_embed is not None
         cls = self.cls_token.expand(patches.shape[0], -1, -1)
         tokens = torch.cat([cls, patches], dim=1)
         pos_weight = 1.0 if self.camera_mix is None else self.camera_mix
         tokens = tokens + pos_weight * self.pos_embed + self.camera_term(camera_ids)
-        return self.pos_drop(tokens)
+        embedded: torch.Tensor = self.pos_drop(tokens)
+        return embedded
 
     def forward_tokens(self, images: torch.Tensor, camera_ids: torch.Tensor | None) -> torch.Tensor:
-        tokens = self.norm_pre(self.embed_tokens(images, camera_ids))
+        tokens: torch.Tensor = self.norm_pre(self.embed_tokens(images, camera_ids))
         for block in self.blocks:
             tokens = block(tokens)
         return tokens
@@ -87,7 +93,19 @@ class CameraViT(VisionTransformer):
 
 def is_eager() -> bool:
     """False while tracing, compiling or exporting (data-dependent checks are skipped there)."""
-    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+    # torch's stubs do not re-export (or type) the public torch.jit.is_tracing
+    return not (torch.jit.is_tracing() or  # type: ignore[attr-defined,no-untyped-call]
+                torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+
+
+def _attention(block: Block) -> Attention:
+    # nn.Module.__getattr__ is typed ``Tensor | Module``; timm's Block always holds an Attention here.
+    return cast(Attention, block.attn)
+
+
+def _layer_norm(block: Block) -> nn.LayerNorm:
+    # as above: the blocks this module accepts are built with LayerNorm (checked by the callers' tests).
+    return cast(nn.LayerNorm, block.norm1)
 
 
 def cls_only_block(block: Block, tokens: torch.Tensor) -> torch.Tensor:
@@ -96,7 +114,7 @@ def cls_only_block(block: Block, tokens: torch.Tensor) -> torch.Tensor:
     Keys and values still come from every token, so the result is the same function (and the same gradients)
     as the full block; only the outputs nobody reads (tokens 1..L-1) are skipped. Uses fused attention.
     """
-    attn = block.attn
+    attn = _attention(block)
     if getattr(attn, "gate", None) is not None:
         raise ValueError("cls_only_block does not support gated attention")
     batch, length, dim = tokens.shape
@@ -107,7 +125,7 @@ def cls_only_block(block: Block, tokens: torch.Tensor) -> torch.Tensor:
     dropout = attn.attn_drop.p if block.training else 0.0
     mixed = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
     mixed = attn.proj_drop(attn.proj(attn.norm(mixed.transpose(1, 2).reshape(batch, 1, attn.attn_dim))))
-    first = tokens[:, :1] + block.drop_path1(block.ls1(mixed))
+    first: torch.Tensor = tokens[:, :1] + block.drop_path1(block.ls1(mixed))
     first = first + block.drop_path2(block.ls2(block.mlp(block.norm2(first))))
     return first[:, 0]
 
@@ -135,7 +153,7 @@ def weighted_cls_block(block: Block, cls_row: torch.Tensor, rows: torch.Tensor, 
     [CLS] row is never weighted, hence one query for all parts. The qkv projection -- the bulk of the part
     block's work -- then runs once per clip instead of once per part.
     """
-    attn, norm = block.attn, block.norm1
+    attn, norm = _attention(block), _layer_norm(block)
     if getattr(attn, "gate", None) is not None or not isinstance(attn.q_norm, nn.Identity) \
             or not isinstance(attn.k_norm, nn.Identity) or not isinstance(attn.norm, nn.Identity):
         raise ValueError("weighted_cls_block supports plain timm attention blocks only")
@@ -159,4 +177,5 @@ def weighted_cls_block(block: Block, cls_row: torch.Tensor, rows: torch.Tensor, 
     mixed = mixed + probs.sum(dim=-1).permute(0, 2, 1).unsqueeze(-1) * offset[2 * width:].reshape(heads, head_dim)
     mixed = attn.proj_drop(attn.proj(mixed.reshape(batch, -1, width)))  # (B, K, W)
     first = cls_row + block.drop_path1(block.ls1(mixed))
-    return first + block.drop_path2(block.ls2(block.mlp(block.norm2(first))))
+    out: torch.Tensor = first + block.drop_path2(block.ls2(block.mlp(block.norm2(first))))
+    return out

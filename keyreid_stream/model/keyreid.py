@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from functools import partial
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from timm.models.vision_transformer import Block
@@ -47,7 +47,9 @@ __all__ = ["KeyReID", "check_duplicate_part_block", "convert_official_state_dict
 
 def _tracing() -> bool:
     """Whether the forward is being traced or compiled (export): then no Python loop over a symbolic batch."""
-    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+    # torch's stubs do not re-export (or type) the public torch.jit.is_tracing
+    return bool(torch.jit.is_tracing() or  # type: ignore[attr-defined,no-untyped-call]
+                torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -56,6 +58,13 @@ def _tracing() -> bool:
 class KeyReID(nn.Module):
     """KeyRe-ID / VID-Trans-ReID. Inputs: frames ``(B, T, 3, H, W)``, keypoints ``(B, T, 17, 3)`` in pixels of the
     frames (or part heatmaps ``(B, T, 6, H, W)`` in [0, 1]), camera ids ``(B,)`` (optional)."""
+
+    # Set in __init__ (the blocks only for the enabled branches, tcss_perm by register_buffer); declared here
+    # because nn.Module.__getattr__ would type them ``Tensor | Module``.
+    img_size: tuple[int, int]
+    global_block: Block
+    part_block: Block
+    tcss_perm: torch.Tensor
 
     def __init__(
         self,
@@ -90,10 +99,12 @@ class KeyReID(nn.Module):
             mlp_ratio=mlp_ratio, qkv_bias=True, drop_path_rate=drop_path_rate, num_cameras=num_cameras,
             camera_mix=None if compat == "official" else camera_mix,
         )
-        last_block, final_norm = self.backbone.blocks[-1], self.backbone.norm
+        # nn.Sequential's stubs type an item as Module; the backbone's blocks are timm Blocks
+        last_block, final_norm = cast(Block, self.backbone.blocks[-1]), self.backbone.norm
         self.backbone.blocks = self.backbone.blocks[:-1]
         self.backbone.norm = nn.Identity()
-        self.img_size, self.patch_size = tuple(img_size), patch_size
+        # typeshed's tuple() forgets the length of a fixed-size tuple
+        self.img_size, self.patch_size = cast("tuple[int, int]", tuple(img_size)), patch_size
         self.num_patches = self.backbone.patch_embed.num_patches
         if self.use_global:
             self.global_block, self.global_norm = last_block, final_norm
@@ -102,7 +113,7 @@ class KeyReID(nn.Module):
         if self.use_local:
             width = num_frames * embed_dim
             self.part_block = Block(width, part_heads, mlp_ratio=mlp_ratio, qkv_bias=True,
-                                    norm_layer=partial(nn.LayerNorm, eps=1e-6))
+                                    norm_layer=partial(nn.LayerNorm, eps=1e-6))  # type: ignore[arg-type]  # timm annotates a class; any factory works
             self.part_norm = nn.LayerNorm(width)
             self.part_heads = nn.ModuleList(BNNeckHead(width, num_classes) for _ in range(num_parts))
             self._check_rows(compat, tcss_shift)
@@ -195,7 +206,8 @@ class KeyReID(nn.Module):
         if self.parts == "stripes":
             sequences = P.stripe_sequences(cls_row, rows, self.num_parts)
             part_tokens = cls_only_block(self.part_block, sequences).reshape(batch, self.num_parts, -1)
-            return self.part_norm(part_tokens)
+            normed: torch.Tensor = self.part_norm(part_tokens)
+            return normed
         if heatmaps is None:
             chunk = None if _tracing() else 16
             points = keypoints.to(rows.dtype)  # type: ignore[union-attr]
@@ -206,7 +218,8 @@ class KeyReID(nn.Module):
         if not official:
             weights = weights[:, self.tcss_perm]  # the weights follow their tokens
         # Same as cls_only_block over P.kps_sequences(cls_row, rows, weights), with one qkv projection for all parts.
-        return self.part_norm(weighted_cls_block(self.part_block, cls_row, rows, weights))
+        local: torch.Tensor = self.part_norm(weighted_cls_block(self.part_block, cls_row, rows, weights))
+        return local
 
     def _check_inputs(self, frames: torch.Tensor, keypoints: torch.Tensor | None, camera_ids: torch.Tensor | None,
                       heatmaps: torch.Tensor | None) -> tuple[int, int]:
@@ -317,9 +330,9 @@ def convert_imagenet_state_dict(
 
 # ----------------------------------------------------------------------------------------------- variants
 
-_VIT_BASE = dict(img_size=(256, 128), patch_size=16, embed_dim=768, depth=12, num_heads=12, num_frames=4,
+_VIT_BASE: dict[str, Any] = dict(img_size=(256, 128), patch_size=16, embed_dim=768, depth=12, num_heads=12, num_frames=4,
                  part_heads=12, attention_dim=256)
-_TINY = dict(img_size=(64, 32), patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=4, part_heads=2,
+_TINY: dict[str, Any] = dict(img_size=(64, 32), patch_size=8, embed_dim=32, depth=3, num_heads=2, num_frames=4, part_heads=2,
              attention_dim=16, drop_path_rate=0.0)
 _IMAGENET = "vit_base_patch16_224.orig_in21k_ft_in1k"
 

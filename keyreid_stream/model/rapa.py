@@ -30,7 +30,7 @@ in a BNNeck; the relation map has one batch norm per reference feature; ResNet-5
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -340,7 +340,7 @@ def convert_imagenet_state_dict(state: Mapping[str, torch.Tensor],
 _RESNET50 = dict(img_size=(256, 128), num_frames=4, block="bottleneck", layers=(3, 4, 6, 3),
                  channels=(64, 128, 256, 512), stem_width=64, stem_pool=True, last_stride=1, feature_dim=1024,
                  attention_dim=256)
-_TINY = dict(img_size=(64, 32), num_frames=4, block="basic", layers=(1, 1, 1, 1), channels=(8, 16, 32, 64),
+_TINY: dict[str, Any] = dict(img_size=(64, 32), num_frames=4, block="basic", layers=(1, 1, 1, 1), channels=(8, 16, 32, 64),
              stem_width=8, stem_pool=False, last_stride=1, feature_dim=32, attention_dim=16)
 
 register_model("rapa_resnet50", RAPA, "RAPA (Zhang et al., ICME 2021): ResNet-50 at 256x128, head/body/legs from "
