@@ -32,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return args.handler(args)
+        result: int = args.handler(args)
+        return result
     except ConfigError as exc:
         print(f"keyreid-stream: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -85,14 +85,16 @@ def to_dict(config: Any) -> Any:
 
 
 def dump_yaml(config: Any) -> str:
-    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
+    result: str = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
+    return result
 
 
 def from_dict(
     schema: type[T], data: Any, *, source: str = "<dict>", sources: Mapping[str, str] | None = None
 ) -> T:
     """Convert ``data`` into the dataclass ``schema``; errors name the dotted key and its source."""
-    return _Converter(source, dict(sources or {})).convert(schema, data, ())
+    result: T = _Converter(source, dict(sources or {})).convert(schema, data, ())
+    return result
 
 
 # --------------------------------------------------------------------------- files and merging

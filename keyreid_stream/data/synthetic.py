@@ -340,7 +340,8 @@ def _occlude(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         offset = (1 if rng.random() < 0.5 else -1) * (0.75 - share / 2)
         pixels, unit = _place(points, size, look, rng, offset, scale=1.1)
         _draw_person(image, pixels, look, view, unit, _texture(look, size))
-    return np.any(image != before, axis=2)
+    result: np.ndarray = np.any(image != before, axis=2)
+    return result
 
 
 def _keypoints(pixels: np.ndarray, hidden: np.ndarray, cover: np.ndarray,

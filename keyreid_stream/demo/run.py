@@ -341,7 +341,8 @@ def _until_caught_up(client: QueryClient, matcher: ChildProcess, stop: threading
         _raise_if_stopped(stop)
         stats = client.get("/stats")
         if stats["stream_last_id"] is None or stats["stream_last_id"] == stats["assoc_cursor"]:
-            return stats
+            result: dict[str, Any] = stats
+            return result
         time.sleep(POLL_S)
     raise DemoTimeout(f"the matcher did not decide every tracklet within {STARTUP_TIMEOUT_S:.0f} s")
 

@@ -88,11 +88,13 @@ class HotaScores:
     @property
     def deta_alpha(self) -> np.ndarray:
         tp, fn, fp = (np.asarray(v, float) for v in (self.tp, self.fn, self.fp))
-        return tp / np.maximum(1, tp + fn + fp)
+        result: np.ndarray = tp / np.maximum(1, tp + fn + fp)
+        return result
 
     @property
     def hota_alpha(self) -> np.ndarray:
-        return np.sqrt(self.deta_alpha * np.asarray(self.assa_alpha))
+        result: np.ndarray = np.sqrt(self.deta_alpha * np.asarray(self.assa_alpha))
+        return result
 
 
 def _ints(values: np.ndarray) -> tuple[int, ...]:
@@ -176,7 +178,8 @@ def combine_hota(parts: Sequence[HotaScores]) -> HotaScores:
         [p.fp for p in parts], float).sum(0)
 
     def weighted(field: str) -> np.ndarray:
-        return (np.asarray([getattr(part, field) for part in parts]) * tp_each).sum(0) / np.maximum(1.0, tp)
+        result: np.ndarray = (np.asarray([getattr(part, field) for part in parts]) * tp_each).sum(0) / np.maximum(1.0, tp)
+        return result
 
     loca = np.maximum(1e-10, (np.asarray([p.loca_alpha for p in parts]) * tp_each).sum(0)) / np.maximum(1e-10, tp)
     return HotaScores.from_alpha(tp, fn, fp, weighted("assa_alpha"), weighted("assre_alpha"),

@@ -110,7 +110,8 @@ class MtmcScores:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (NaN becomes None)."""
-        return _no_nan(dataclasses.asdict(self))
+        result: dict[str, Any] = _no_nan(dataclasses.asdict(self))
+        return result
 
 
 def _no_nan(value: Any) -> Any:
@@ -138,7 +139,8 @@ def box_iou_xywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     high = np.minimum(a[..., :2] + a[..., 2:], b[..., :2] + b[..., 2:])
     inter = np.prod(np.maximum(high - low, 0.0), axis=-1)
     union = np.prod(a[..., 2:], axis=-1) + np.prod(b[..., 2:], axis=-1) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    result: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return result
 
 
 def _frame_rows(frames: np.ndarray) -> dict[int, np.ndarray]:

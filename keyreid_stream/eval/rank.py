@@ -77,7 +77,8 @@ def stable_argsort(values: np.ndarray) -> np.ndarray:
         keys = (order_bits << 32) | np.arange(width, dtype=np.int64)  # may wrap negative: still ordered
         keys ^= np.int64(-(1 << 63))  # flip the sign bit so that the signed order is the unsigned one
         keys.sort(axis=1)
-        return keys & np.int64(0xFFFFFFFF)
+        result: np.ndarray = keys & np.int64(0xFFFFFFFF)
+        return result
     order = np.argsort(values, axis=1)
     ordered = np.take_along_axis(values, order, axis=1)
     changes = ordered[:, 1:] != ordered[:, :-1]

@@ -208,7 +208,8 @@ def re_ranking(q_g_dist: np.ndarray, q_q_dist: np.ndarray, g_g_dist: np.ndarray,
     n, num_q = dist.shape[0], np.asarray(q_q_dist).shape[0]
     original = dist[:num_q, num_q:]
     if lambda_value == 1.0:
-        return original.copy()
+        result: np.ndarray = original.copy()
+        return result
     top = _nearest(dist, min(max(k1 + 1, k2), n))
     sets = _expanded_sets(top, min(k1 + 1, n), min(round(k1 / 2) + 1, n))
     v = _encode(dist, sets)

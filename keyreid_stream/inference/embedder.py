@@ -57,7 +57,8 @@ def crop_keypoints(tracklet: Tracklet) -> np.ndarray:
     points = tracklet.keypoints.copy()
     seen = points[..., 2:] > 0
     points[..., :2] = np.where(seen, (points[..., :2] - origins) * scale, 0.0)
-    return points
+    result: np.ndarray = points
+    return result
 
 
 class TrackletEmbedder:

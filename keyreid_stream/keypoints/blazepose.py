@@ -91,7 +91,8 @@ def _crop_square(image: np.ndarray, left: float, top: float, side: float) -> np.
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    return result
 
 
 class BlazePose(PoseBackend):

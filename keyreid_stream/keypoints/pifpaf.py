@@ -59,11 +59,13 @@ def import_openpifpaf() -> ModuleType:
     quiet = logging.getLogger("openpifpaf")
     if quiet.level == logging.NOTSET:  # its decoder logs every image at INFO
         quiet.setLevel(logging.WARNING)
-    return openpifpaf
+    module: ModuleType = openpifpaf
+    return module
 
 
 def _coco_head_metas(openpifpaf: ModuleType) -> list[Any]:
-    return openpifpaf.plugins.coco.CocoKp().head_metas
+    result: list[Any] = openpifpaf.plugins.coco.CocoKp().head_metas
+    return result
 
 
 def _network_from_scratch(openpifpaf: ModuleType, base_name: str) -> Any:
@@ -71,7 +73,7 @@ def _network_from_scratch(openpifpaf: ModuleType, base_name: str) -> Any:
         known = ", ".join(sorted(openpifpaf.network.factory.BASE_FACTORIES))
         raise PoseError(f"unknown openpifpaf base network {base_name!r}; known: {known}")
     # torchvision-based bases would download ImageNet weights; the weights here are random or loaded next.
-    classes = [cls for cls in vars(openpifpaf.network.basenetworks).values()
+    classes: list[Any] = [cls for cls in vars(openpifpaf.network.basenetworks).values()
                if isinstance(cls, type) and "pretrained" in vars(cls)]
     saved = {cls: cls.pretrained for cls in classes}
     try:

@@ -100,7 +100,8 @@ def select_person(poses: PersonPoses, width: int, height: int) -> np.ndarray:
     offsets = (centres - np.array([width / 2.0, height / 2.0])) / np.array([max(width, 1), max(height, 1)])
     centrality = np.exp(-(offsets ** 2).sum(axis=1) / (2 * CENTRALITY_SIGMA ** 2))
     best = int(np.argmax(poses.scores * centrality))
-    return poses.keypoints[best].copy()
+    result: np.ndarray = poses.keypoints[best].copy()
+    return result
 
 
 def crop_boxes(

@@ -198,7 +198,8 @@ class KeypointStore:
         return self._merged
 
     def __getitem__(self, path: str) -> np.ndarray:
-        return self.get_many([path])[0]
+        result: np.ndarray = self.get_many([path])[0]
+        return result
 
     def get_many(self, paths: Iterable[str], missing: str = "error") -> np.ndarray:
         """``(N, 17, 3)`` float32 keypoints of ``paths``; a path not in the store raises (``missing="error"``)

@@ -65,7 +65,8 @@ class _EmbedAdapter(nn.Module):
         frames = next(tensors)
         keypoints = next(tensors) if self.with_keypoints else None
         camera_ids = next(tensors) if self.with_cameras else None
-        return self.model.embed(frames, keypoints, camera_ids)
+        result: torch.Tensor = self.model.embed(frames, keypoints, camera_ids)
+        return result
 
 
 def _flags(model: nn.Module, with_keypoints: bool | None, with_cameras: bool | None) -> tuple[bool, bool]:

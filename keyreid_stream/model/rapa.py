@@ -221,7 +221,8 @@ class RAPA(nn.Module):
     def forward_features(self, frames: torch.Tensor) -> torch.Tensor:
         """Backbone maps of every frame: ``(B, T, 3, H, W) -> (B, T, C, h, w)``."""
         maps = self.backbone(frames.flatten(0, 1))
-        return maps.reshape(*frames.shape[:2], *maps.shape[1:])
+        result: torch.Tensor = maps.reshape(*frames.shape[:2], *maps.shape[1:])
+        return result
 
     def forward_head(self, maps: torch.Tensor, keypoints: torch.Tensor | None = None) -> ReIDOutput:
         """GFE, RFL and PFD on backbone maps ``(B, T, C, h, w)``, with the frames' keypoints ``(B, T, 17, 3)``."""

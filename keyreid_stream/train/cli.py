@@ -29,7 +29,8 @@ def _readable(handler):
 
     def run(args: argparse.Namespace) -> int:
         try:
-            return handler(args)
+            result: int = handler(args)
+            return result
         except ConfigError:
             raise  # a configuration error: exit status 2, like every command
         except ValueError as exc:

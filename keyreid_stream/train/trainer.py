@@ -121,7 +121,8 @@ class _Run:
         keypoints = batch.keypoints if self.model.needs_keypoints else None
         with torch.autocast(device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             output = self.wrapped(batch.frames, keypoints, batch.cameras)
-        return self.loss(output, batch.labels, batch.erased)
+        result: dict[str, torch.Tensor] = self.loss(output, batch.labels, batch.erased)
+        return result
 
     def _optimiser_step(self) -> None:
         if self.processes.world_size > 1:  # the centres live outside DDP: average their gradients by hand

@@ -177,7 +177,8 @@ def _column_weights(points: np.ndarray) -> np.ndarray:
     width = np.maximum(*widths)
     sigma = np.where(width > 0, np.clip(SIGMA_PER_WIDTH * width / WIDTH, *SIGMA_RANGE), SIGMA_DEFAULT) * WIDTH
     offset = np.arange(WIDTH, dtype=np.float32)[None, :] + 0.5 - centre[:, None]
-    return np.exp(-0.5 * (offset / sigma[:, None]) ** 2).astype(np.float32)
+    result: np.ndarray = np.exp(-0.5 * (offset / sigma[:, None]) ** 2).astype(np.float32)
+    return result
 
 
 # -- per-pixel codes --------------------------------------------------------------------------------------------
@@ -329,7 +330,8 @@ def _chunk_histograms(crops: Sequence[np.ndarray], keypoints: np.ndarray) -> np.
     for start, stop in itertools.pairwise(_OFFSETS):
         block = histograms[..., start:stop]
         block /= np.maximum(block.sum(axis=-1, keepdims=True), 1e-12)
-    return histograms
+    result: np.ndarray = histograms
+    return result
 
 
 def describe(histograms: np.ndarray) -> np.ndarray:
@@ -340,7 +342,8 @@ def describe(histograms: np.ndarray) -> np.ndarray:
     vector = np.sqrt(np.clip(histograms, 0.0, None)) * part_weights[:, None] * block_weights
     vector = vector.reshape(*histograms.shape[:-2], DESCRIPTOR_DIM)
     norm = np.linalg.norm(vector, axis=-1, keepdims=True)
-    return (vector / np.maximum(norm, 1e-12)).astype(np.float32)
+    result: np.ndarray = (vector / np.maximum(norm, 1e-12)).astype(np.float32)
+    return result
 
 
 def _selection(length: int, limit: int) -> np.ndarray:

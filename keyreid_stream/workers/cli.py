@@ -104,7 +104,8 @@ def format_report(report: object, camera_ids: list[str]) -> str:
              "published  reconnects  error"]
     for camera_id in camera_ids:
         def get(name: str, cid: str = camera_id) -> int:
-            return counters.get(f"{cid}.{name}", 0)
+            result: int = counters.get(f"{cid}.{name}", 0)
+            return result
 
         source = report.sources.get(camera_id)  # type: ignore[attr-defined]
         reconnects = "-" if source is None else source.reconnects

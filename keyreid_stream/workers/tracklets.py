@@ -99,7 +99,8 @@ def covered_fraction(boxes: np.ndarray) -> np.ndarray:
     inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
     np.fill_diagonal(inter, 0.0)
     areas = np.maximum((boxes[:, 2:] - boxes[:, :2]).prod(axis=1), 1e-6)
-    return (inter / areas[:, None]).max(axis=1).astype(np.float32)
+    result: np.ndarray = (inter / areas[:, None]).max(axis=1).astype(np.float32)
+    return result
 
 
 class TrackletAccumulator:
@@ -153,7 +154,8 @@ class TrackletAccumulator:
         self.counts["rejected_small"] += int((~big).sum())
         self.counts["rejected_confidence"] += int((big & ~confident).sum())
         self.counts["rejected_overlap"] += int((big & confident & ~clear).sum())
-        return big & confident & clear
+        result: np.ndarray = big & confident & clear
+        return result
 
     def _due(self, tracked: Detections, frame: Frame, now: float) -> np.ndarray:
         """Mark every track as seen; True where its thinning schedule takes this frame."""
@@ -192,7 +194,8 @@ class TrackletAccumulator:
         if crop.shape[0] > self.max_crop_height:
             width = max(1, round(crop.shape[1] * self.max_crop_height / crop.shape[0]))
             return cv2.resize(crop, (width, self.max_crop_height), interpolation=cv2.INTER_AREA)
-        return crop.copy()  # do not keep the whole frame alive
+        copied: np.ndarray = crop.copy()  # do not keep the whole frame alive
+        return copied
 
     def _collect(self, now: float) -> list[TrackletSegment]:
         finished = []

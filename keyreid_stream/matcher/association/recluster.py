@@ -155,7 +155,8 @@ def _merge(units: _Units, params: AssociationParams, topology: Topology | None,
     def linkage(i: np.ndarray | slice) -> np.ndarray:
         near = np.maximum(first_start[i, None] - last_end[None, :], first_start[None, :] - last_end[i, None])
         ok = (count[i] > 0) & (near <= params.window_s) & alive[None, :] & alive[i, None]
-        return np.where(ok, total[i] / np.maximum(count[i], 1), np.float32(-np.inf))
+        result: np.ndarray = np.where(ok, total[i] / np.maximum(count[i], 1), np.float32(-np.inf))
+        return result
 
     best = np.concatenate([linkage(slice(low, low + _ROW_CHUNK)) for low in range(0, codes.size, _ROW_CHUNK)])
     np.fill_diagonal(best, -np.inf)  # symmetric, -inf where merging is out of the question
