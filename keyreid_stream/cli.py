@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from keyreid_stream import __version__
 from keyreid_stream.config import Config, ConfigError, dump_yaml, load_config
@@ -158,7 +159,7 @@ _LAZY_ERRORS = (
 # --------------------------------------------------------------------------- config
 
 
-def _add_config_commands(commands: argparse._SubParsersAction) -> None:
+def _add_config_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("config", help="inspect configuration files",
                                  description="Inspect configuration files.")
     sub = parser.add_subparsers(title="config commands", metavar="SUBCOMMAND")
@@ -184,7 +185,7 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 # --------------------------------------------------------------------------- sample data
 
 
-def _add_sample_commands(commands: argparse._SubParsersAction) -> None:
+def _add_sample_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("sample", help="the project's sample video",
                                  description="Find or fetch the sample pedestrian video used by the demo.")
     sub = parser.add_subparsers(title="sample commands", metavar="SUBCOMMAND")
@@ -210,7 +211,7 @@ def _sample_fetch(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- demo
 
 
-def _add_demo_command(commands: argparse._SubParsersAction) -> None:
+def _add_demo_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo", help="run the end-to-end demo: cameras -> workers -> matcher (Redis) -> cross-camera identities",
         description="Run the whole system on this machine: a Redis server (a private one unless demo.redis is "
@@ -290,7 +291,7 @@ if __name__ == "__main__":  # pragma: no cover
 # --------------------------------------------------------------------------- model
 
 
-def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+def _add_model_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("model", help="list, convert, inspect and export re-ID models",
                                  description="List architectures, convert checkpoints, inspect and export models.")
     sub = parser.add_subparsers(title="model commands", metavar="SUBCOMMAND")
@@ -371,7 +372,7 @@ def _model_export(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- keypoints
 
 
-def _add_keypoints_commands(commands: argparse._SubParsersAction) -> None:
+def _add_keypoints_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("keypoints", help="pose keypoints of re-ID datasets; PifPaf installation",
                                  description="Extract dataset keypoints into a keypoint store, inspect a store, "
                                              "install or convert PifPaf.")
@@ -442,7 +443,7 @@ def _keypoints_extract(args: argparse.Namespace) -> int:
 
     bars: list[object] = []
 
-    def progress_bar(total: int, done: int):
+    def progress_bar(total: int, done: int) -> Callable[[int], None]:
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=done, unit="frame", disable=args.no_progress, dynamic_ncols=True)
@@ -461,7 +462,8 @@ def _keypoints_extract(args: argparse.Namespace) -> int:
     for key, value in result.items():
         if key != "unreadable_examples":
             print(f"{key}: {value}")
-    for path in result["unreadable_examples"]:  # type: ignore[union-attr]
+    examples: Any = result["unreadable_examples"]  # a list of paths in an otherwise scalar summary
+    for path in examples:
         print(f"unreadable: {path}")
     return EXIT_OK
 

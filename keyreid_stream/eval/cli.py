@@ -29,7 +29,7 @@ def _iou(text: str) -> float:
     return value
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     evaluate = commands.add_parser(
         "eval-mtmc", help="multi-camera tracking metrics: CLEAR MOT, IDF1 and HOTA per camera, IDF1 and HOTA across "
         "cameras",

@@ -198,4 +198,4 @@ class BlazePose(PoseBackend):
         return self._estimate_squares(frame, square_boxes(boxes, margin))[0]
 
     def close(self) -> None:
-        self.interpreter = None  # type: ignore[assignment]
+        self.interpreter = None

@@ -45,5 +45,5 @@ class ReIDResNet(ResNet):
             self.maxpool = nn.Identity()
         self.stride = 2 * (2 if stem_pool else 1) * 4 * last_stride  # stem conv, pool, layer2, layer3, layer4
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images)

@@ -7,11 +7,15 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyreid_stream.config import ConfigError, load_config
 from keyreid_stream.logs import setup_logging
+
+if TYPE_CHECKING:
+    from keyreid_stream.train.config import TrainingConfig
 
 __all__ = ["TrainingInputError", "add_commands"]
 
@@ -23,7 +27,7 @@ class TrainingInputError(Exception):
     """A configuration, dataset or checkpoint problem found by a training command (one readable line)."""
 
 
-def _readable(handler):
+def _readable(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Report the ValueErrors of the library (bad config values, data, splits) as one line; the traceback is
     logged at DEBUG level."""
 
@@ -40,7 +44,7 @@ def _readable(handler):
     return run
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_train(commands)
     _add_eval(commands)
     _add_data(commands)
@@ -52,7 +56,7 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override config values, e.g. optim.epochs=10 run.output=runs/try")
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> TrainingConfig:
     from keyreid_stream.train.config import TrainingConfig
 
     config = load_config(TrainingConfig, args.config, args.overrides)
@@ -76,7 +80,7 @@ def _splits(text: str | None, dataset: str) -> list[int] | None:
 # --------------------------------------------------------------------------- train
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "train", help="train a re-ID model (KeyRe-ID, VID-Trans-ReID, ablations) on a video re-ID dataset",
         description="Train as the config says, select the model on held-out training identities, then evaluate "
@@ -141,7 +145,7 @@ def _train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- eval
 
 
-def _add_eval(commands: argparse._SubParsersAction) -> None:
+def _add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "eval", help="evaluate a trained model on the test split(s): CMC, mAP, mINP and PNG reports",
         description="Evaluate a checkpoint with the standard protocol (and, with --protocol both, the authors' "
@@ -205,7 +209,7 @@ def _count(value: float) -> str:
 # --------------------------------------------------------------------------- data
 
 
-def _add_data(commands: argparse._SubParsersAction) -> None:
+def _add_data(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("data", help="inspect datasets; write the synthetic dataset",
                                  description="Inspect re-ID datasets and write the synthetic one.")
     sub = parser.add_subparsers(title="data commands", metavar="SUBCOMMAND")

@@ -11,7 +11,7 @@ from keyreid_stream.logs import setup_logging
 __all__ = ["add_commands", "progress_bars"]
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "weights", help="pretrained weights: list the catalogue, fetch into the cache, import offline",
         description="The catalogue of pretrained weights (KeyRe-ID, ImageNet backbones, YOLO, PifPaf, BlazePose): "

@@ -11,10 +11,14 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from keyreid_stream.config import load_config
 from keyreid_stream.logs import setup_logging
 from keyreid_stream.signals import run_until_stopped
+
+if TYPE_CHECKING:
+    from keyreid_stream.workers.config import WorkerConfig
 
 __all__ = ["WorkerInputError", "add_commands", "exit_status", "format_report"]
 
@@ -25,7 +29,7 @@ class WorkerInputError(Exception):
     """A configuration, source or model problem found when starting a worker (one readable line)."""
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "worker", help="run a camera worker: video in, tracklet embeddings out to the matcher",
         description="Detect, track and embed people of one or more cameras and publish the tracklet descriptors "
@@ -47,7 +51,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_worker)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> WorkerConfig:
     from keyreid_stream.workers.config import CameraConfig, WorkerConfig
 
     config = load_config(WorkerConfig, args.config, args.overrides)
@@ -63,7 +67,7 @@ def _load(args: argparse.Namespace):
         cameras = tuple(dataclasses.replace(c, pace=c.pace or args.realtime, loop=c.loop or args.loop,
                                             detections=args.detections or c.detections,
                                             transport=args.transport or c.transport) for c in cameras)
-    changes: dict[str, object] = {"cameras": cameras}
+    changes: dict[str, Any] = {"cameras": cameras}
     if args.detections:
         changes["detector"] = dataclasses.replace(config.detector, kind="public")
     if args.matcher:

@@ -98,7 +98,7 @@ def _check_pair(name: str, value: tuple[int, int]) -> tuple[int, int]:
     pair = tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) < 0:
         raise ValueError(f"{name} must be two non-negative integers, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return pair
 
 
 class HogPersonDetector:

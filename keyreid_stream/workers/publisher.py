@@ -100,7 +100,7 @@ class Publisher:
     """Sends :class:`TrackletMessage`s (acknowledged, retried) and heartbeats to the matcher's ROUTER."""
 
     def __init__(
-        self, context: zmq.Context, endpoint: str, *, buffer_size: int = 10_000, max_in_flight: int = 256,
+        self, context: zmq.Context[zmq.Socket[bytes]], endpoint: str, *, buffer_size: int = 10_000, max_in_flight: int = 256,
         ack_timeout_s: float = 5.0, heartbeat_interval_s: float = 2.0,
         heartbeats: Callable[[], Sequence[Heartbeat]] | None = None,
         on_ack: Callable[[str, float], None] | None = None, unreachable_warning_s: float = 10.0,
@@ -289,7 +289,7 @@ class Publisher:
 
     # ------------------------------------------------------------------------------ the thread
 
-    def _open_socket(self) -> tuple[zmq.Socket, zmq.Socket]:
+    def _open_socket(self) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
         """The DEALER, connecting, and its monitor (attached first, so that no connection event is missed)."""
         dealer = self._context.socket(zmq.DEALER)
         monitor = None
@@ -308,7 +308,7 @@ class Publisher:
             raise
         return dealer, monitor
 
-    def _run(self, dealer: zmq.Socket, monitor: zmq.Socket, wake: socket.socket) -> None:
+    def _run(self, dealer: zmq.Socket[bytes], monitor: zmq.Socket[bytes], wake: socket.socket) -> None:
         linger = 0
         try:
             self._loop(dealer, monitor, wake)
@@ -324,7 +324,7 @@ class Publisher:
             monitor.close(linger=0)
             dealer.close(linger=linger)
 
-    def _loop(self, dealer: zmq.Socket, monitor: zmq.Socket, wake: socket.socket) -> None:
+    def _loop(self, dealer: zmq.Socket[bytes], monitor: zmq.Socket[bytes], wake: socket.socket) -> None:
         poller = zmq.Poller()
         poller.register(dealer, zmq.POLLIN)
         poller.register(monitor, zmq.POLLIN)
@@ -350,7 +350,7 @@ class Publisher:
                 if self._closing and (not self._ids or now >= self._flush_deadline):
                     return
 
-    def _receive_events(self, monitor: zmq.Socket) -> None:
+    def _receive_events(self, monitor: zmq.Socket[bytes]) -> None:
         while True:
             try:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
@@ -384,7 +384,7 @@ class Publisher:
                 while wake.recv(4096):
                     pass
 
-    def _send(self, dealer: zmq.Socket, payload: bytes) -> bool:
+    def _send(self, dealer: zmq.Socket[bytes], payload: bytes) -> bool:
         """One frame without blocking; False when ZeroMQ cannot take it now (no matcher, or the HWM). A frame
         taken means a completed connection (IMMEDIATE): that also tells :attr:`connected` for transports whose
         monitor reports no handshake (inproc)."""
@@ -395,7 +395,7 @@ class Publisher:
         self._connected.set()
         return True
 
-    def _send_queued(self, dealer: zmq.Socket, now: float) -> None:
+    def _send_queued(self, dealer: zmq.Socket[bytes], now: float) -> None:
         while True:
             with self._lock:
                 if not self._queue or len(self._in_flight) >= self._max_in_flight:
@@ -408,7 +408,7 @@ class Publisher:
                 self._in_flight[item.message_id] = item
                 self._n["sent"] += 1
 
-    def _retransmit(self, dealer: zmq.Socket, now: float) -> None:
+    def _retransmit(self, dealer: zmq.Socket[bytes], now: float) -> None:
         with self._lock:
             overdue = [p for p in self._in_flight.values() if now - p.last_sent >= self._ack_timeout_s]
         for item in overdue:
@@ -420,7 +420,7 @@ class Publisher:
                 item.last_sent = now
                 self._n["resent"] += 1
 
-    def _send_heartbeats(self, dealer: zmq.Socket) -> bool:
+    def _send_heartbeats(self, dealer: zmq.Socket[bytes]) -> bool:
         """Send one batch from the callable; True when all of a non-empty batch was sent."""
         if self._heartbeats is None:
             return False
@@ -438,7 +438,7 @@ class Publisher:
             self._n["heartbeats_skipped"] += int(sent < len(payloads))
         return 0 < sent == len(payloads)
 
-    def _receive_acks(self, dealer: zmq.Socket) -> None:
+    def _receive_acks(self, dealer: zmq.Socket[bytes]) -> None:
         for _ in range(MAX_ACKS_PER_TICK):
             try:
                 frames = dealer.recv_multipart(zmq.NOBLOCK)
