@@ -23,6 +23,8 @@ __all__ = ["ReIDResNet"]
 class ReIDResNet(ResNet):
     """timm ``ResNet`` returning ``forward_features`` maps ``(N, C, H / s, W / s)``; ``out_channels`` = C."""
 
+    layer4: nn.Sequential  # built by timm with add_module, so otherwise typed ``Tensor | Module``
+
     def __init__(self, *, block: Literal["bottleneck", "basic"] = "bottleneck",
                  layers: Sequence[int] = (3, 4, 6, 3), channels: Sequence[int] = (64, 128, 256, 512),
                  stem_width: int = 64, last_stride: int = 1, stem_pool: bool = True) -> None:
@@ -33,8 +35,9 @@ class ReIDResNet(ResNet):
         if len(layers) != 4 or len(channels) != 4 or min(layers) < 1 or min(channels) < 1:
             raise ValueError(f"layers and channels need four positive entries, got {layers} and {channels}")
         block_class = Bottleneck if block == "bottleneck" else BasicBlock
-        super().__init__(block=block_class, layers=tuple(layers), channels=tuple(channels), stem_width=stem_width,
-                         num_classes=0, global_pool="", zero_init_last=False)
+        # timm annotates ``block`` as an instance; it takes the block class
+        super().__init__(block=block_class, layers=tuple(layers), channels=tuple(channels),  # type: ignore[arg-type]
+                         stem_width=stem_width, num_classes=0, global_pool="", zero_init_last=False)
         self.out_channels = int(channels[-1]) * block_class.expansion
         self.last_stride = last_stride
         if last_stride == 1:
@@ -42,7 +45,7 @@ class ReIDResNet(ResNet):
                 if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
                     module.stride = (1, 1)
         if not stem_pool:
-            self.maxpool = nn.Identity()
+            self.maxpool = nn.Identity()  # type: ignore[assignment]  # timm types it as its pooling Sequential
         self.stride = 2 * (2 if stem_pool else 1) * 4 * last_stride  # stem conv, pool, layer2, layer3, layer4
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

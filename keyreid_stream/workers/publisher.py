@@ -331,7 +331,8 @@ class Publisher:
         poller.register(wake.fileno(), zmq.POLLIN)
         next_heartbeat = time.monotonic() + self._heartbeat_interval_s
         while True:
-            events = dict(poller.poll(TICK_S * 1000))
+            # pyzmq's stubs say int; the timeout is any number of milliseconds
+            events = dict(poller.poll(TICK_S * 1000))  # type: ignore[arg-type]
             if wake.fileno() in events:
                 self._drain_wake(wake)
             if monitor in events:
