@@ -142,6 +142,7 @@ class RedisServer:
             port = self._requested_port or free_port(self.host)
             last_error = self._try_start(port)
             if not last_error:
+                assert self._process is not None  # _try_start started it
                 self.port = port
                 logger.debug("redis-server started on %s:%d (pid %d)", self.host, port, self._process.pid)
                 return self

@@ -288,7 +288,7 @@ class _Converter:
         self.fail(key_path, f"must be {_type_name(hint)}, got {_describe(value)}")
 
 
-def _is_required(field: dataclasses.Field) -> bool:
+def _is_required(field: dataclasses.Field[Any]) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 

@@ -99,7 +99,7 @@ def _stamp(video: Path, plan: tuple, max_frames: int) -> str:
 def _write_views(capture: cv2.VideoCapture, views: tuple[CameraView, ...], geometry: tuple[int, float],
                  max_frames: int) -> int:
     height, fps = geometry
-    fourcc = cv2.VideoWriter_fourcc(*"MJPG")
+    fourcc = cv2.VideoWriter_fourcc(*"MJPG")  # type: ignore[attr-defined]  # missing from opencv's stubs
     writers = []
     try:
         for view in views:

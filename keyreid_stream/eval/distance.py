@@ -52,6 +52,7 @@ def _fill(out: torch.Tensor, query: torch.Tensor, gallery: torch.Tensor, gallery
         torch.mm(query, gallery.t(), out=out)
         out.neg_().add_(1.0).clamp_(0.0, 2.0)
         return
+    assert gallery_sq is not None  # given for every metric but cosine
     out.copy_(gallery_sq.expand_as(out))
     out.addmm_(query, gallery.t(), alpha=-2.0)
     out.add_(query.pow(2).sum(dim=1, keepdim=True)).clamp_(min=0.0)
@@ -84,6 +85,7 @@ def pairwise_distances(query: torch.Tensor | np.ndarray, gallery: torch.Tensor |
             gallery_sq = g.pow(2).sum(dim=1)
         float64_on_cpu = q.device.type == "cpu" and metric != "cosine"
         if float64_on_cpu:  # in chunks of at most CPU_FLOAT64_ROWS rows
+            assert gallery_sq is not None  # computed above for every metric but cosine
             q, g, gallery_sq = q.double(), g.double(), gallery_sq.double()
             chunk_size = min(chunk_size, CPU_FLOAT64_ROWS)
         out = np.empty((q.shape[0], g.shape[0]), dtype=np.float32)

@@ -60,6 +60,7 @@ class TemporalAttention(nn.Module):
         self.temporal_conv = nn.Conv1d(hidden, 1, kernel_size=3, padding=1)
         for conv in (self.frame_conv, self.temporal_conv):
             nn.init.kaiming_normal_(conv.weight, a=0, mode="fan_in")
+            assert conv.bias is not None  # built with bias=True
             nn.init.zeros_(conv.bias)
 
     def forward(self, frame_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

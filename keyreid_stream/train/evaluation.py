@@ -41,7 +41,7 @@ def evaluate_tracklets(model: torch.nn.Module, query: Sequence[VideoTracklet], g
     """:func:`~keyreid_stream.eval.runner.evaluate_split` with the settings of ``config`` (protocol and
     re-ranking can be overridden), then the PNG reports into ``reports`` when given."""
     data, augment, settings = config.data, config.augment, config.eval
-    common = dict(root=data.root, keypoints=keypoints, image_size=data.image_size, clip_length=data.clip_length,
+    common: dict[str, Any] = dict(root=data.root, keypoints=keypoints, image_size=data.image_size, clip_length=data.clip_length,
                   mean=augment.mean, std=augment.std)
     result = evaluate_split(model, query, gallery, max_clips=data.test_max_clips, device=device,
                             batch_clips=settings.batch_clips, workers=data.workers, metric=settings.metric,

@@ -11,11 +11,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from timm.scheduler import CosineLRScheduler, StepLRScheduler
+from timm.scheduler.cosine_lr import CosineLRScheduler
 from timm.scheduler.scheduler import Scheduler
+from timm.scheduler.step_lr import StepLRScheduler
 
 from keyreid_stream.config.loader import to_dict
 from keyreid_stream.data.datasets import ReIDSplit, VideoTracklet
@@ -115,14 +117,15 @@ def open_keypoints(spec: str, root: str, model: torch.nn.Module, missing: str) -
 
 
 def build_loss(model: torch.nn.Module, num_classes: int, config: TrainingConfig) -> ReIDLoss:
-    dims = model.feature_dims
+    dims: Any = model.feature_dims  # a FeatureDims; nn.Module attributes type as Tensor | Module
     return ReIDLoss(num_classes, dims.global_dim, dims.part_dim, dims.num_parts, config.loss)
 
 
 def build_optimizers(model: torch.nn.Module, loss: ReIDLoss, config: OptimConfig
                      ) -> tuple[torch.optim.Optimizer, torch.optim.SGD | None, Scheduler]:
     """The model's optimiser (biases at ``bias_lr_factor`` x lr), SGD on the centres, the per-epoch schedule."""
-    weights, biases = [], []
+    weights: list[torch.nn.Parameter] = []
+    biases: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if parameter.requires_grad:
             (biases if name.endswith("bias") else weights).append(parameter)
@@ -136,7 +139,7 @@ def build_optimizers(model: torch.nn.Module, loss: ReIDLoss, config: OptimConfig
         optimizer = (torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW)(groups, lr=config.lr)
     centres = loss.center_parameters()
     center_optimizer = torch.optim.SGD(centres, lr=config.center_lr) if centres else None
-    warmup = dict(warmup_t=config.warmup_epochs, warmup_lr_init=config.warmup_lr, t_in_epochs=True)
+    warmup: dict[str, Any] = dict(warmup_t=config.warmup_epochs, warmup_lr_init=config.warmup_lr, t_in_epochs=True)
     scheduler: Scheduler
     if config.schedule == "cosine":
         scheduler = CosineLRScheduler(optimizer, t_initial=config.epochs, lr_min=config.min_lr, cycle_limit=1,

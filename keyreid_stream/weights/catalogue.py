@@ -93,7 +93,7 @@ _PIFPAF = ("http://github.com/openpifpaf/torchhub/releases/download/v0.13/"
 def _blazepose(variant: str) -> WeightsEntry:
     size, sha256 = _BLAZEPOSE[variant]
     member = f"mediapipe/modules/pose_landmark/pose_landmark_{variant}.tflite"
-    sources = (Source(_MEDIAPIPE_NPM, f"package/pose_landmark_{variant}.tflite"),)
+    sources: tuple[Source, ...] = (Source(_MEDIAPIPE_NPM, f"package/pose_landmark_{variant}.tflite"),)
     if variant == "full":  # the 0.10.21 wheel carries only the full landmark model
         sources = (Source(_MEDIAPIPE_WHEEL, member), *sources)
     return WeightsEntry(

@@ -310,10 +310,10 @@ def _extract(archive: Path, member: str, dest: Path) -> None:
             return
         with tarfile.open(archive) as tar:
             info = tar.getmember(member)
-            src = tar.extractfile(info) if info.isfile() else None
-            if src is None:
+            extracted = tar.extractfile(info) if info.isfile() else None
+            if extracted is None:
                 raise KeyError(member)
-            with src, open(dest, "wb") as out:
+            with extracted as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
     except KeyError as exc:
         raise WeightsError(f"{archive.name} holds no {member}") from exc

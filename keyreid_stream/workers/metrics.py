@@ -68,7 +68,7 @@ class WorkerMetrics:
             elapsed = time.perf_counter() - start
             with self._lock:
                 self._items[name] += items
-                self._busy[name] += elapsed
+                self._busy[name] += elapsed  # type: ignore[assignment]  # typeshed fixes Counter values to int
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:

@@ -107,7 +107,7 @@ class Worker:
         self.flush_timeout_s, self.log_every_s, self.thumbnails = flush_timeout_s, log_every_s, thumbnails
         self.matcher_wait_s = matcher_wait_s
         self.metrics = metrics or WorkerMetrics()
-        self.segments: queue.Queue = queue.Queue(maxsize=embed_queue)
+        self.segments: queue.Queue[object] = queue.Queue(maxsize=embed_queue)
         self.frames_ready = threading.Event()
         self._stop = threading.Event()
         self._pending_latency: dict[str, float] = {}
