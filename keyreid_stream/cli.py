@@ -448,7 +448,8 @@ def _keypoints_extract(args: argparse.Namespace) -> int:
 
         bar = tqdm(total=total, initial=done, unit="frame", disable=args.no_progress, dynamic_ncols=True)
         bars.append(bar)
-        return bar.update
+        update: Callable[[int], None] = bar.update
+        return update
 
     try:
         summary, store = extract_dataset(args.dataset, args.root, args.backend, out=args.out,

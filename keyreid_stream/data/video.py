@@ -109,7 +109,7 @@ class TrainBatch:
                             for name in ("frames", "keypoints", "labels", "cameras", "erased")))
 
 
-class TrainClips(Dataset):
+class TrainClips(Dataset[tuple[torch.Tensor, ...]]):
     """Restricted-random clips of training tracklets, augmented; item = :class:`SampledItem`."""
 
     def __init__(self, root: str | os.PathLike[str], tracklets: Sequence[VideoTracklet], labels: Sequence[int],
@@ -148,7 +148,7 @@ class TestBatch:
     clip_counts: list[int]  # clips per tracklet, in order
 
 
-class TestClips(Dataset):
+class TestClips(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """All (dense) clips of each tracklet; item = tracklet index."""
 
     __test__ = False  # not a pytest class

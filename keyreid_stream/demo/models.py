@@ -92,7 +92,7 @@ def choose_models(mode: Mode = "auto", *, detector_model: str = "yolo11n-pose.pt
 
 
 def _people(mode: Mode, model: str, allow_pickle: bool) -> tuple[dict[str, object], dict[str, object], str]:
-    hog = ({"kind": "hog"}, {"backend": "prior"})
+    hog: tuple[dict[str, object], dict[str, object]] = ({"kind": "hog"}, {"backend": "prior"})
     if mode == "classical":
         return (*hog, "people: OpenCV HOG detector + keypoint prior (classical models asked for)")
     available, why = yolo_weights_available(model, allow_pickle)
@@ -107,7 +107,7 @@ def _people(mode: Mode, model: str, allow_pickle: bool) -> tuple[dict[str, objec
 
 def _appearance(mode: Mode, checkpoint: str, arch: str, kind: str, num_cameras: int, allow_pickle: bool
                 ) -> tuple[dict[str, object], bool, str]:
-    classical = {"kind": "part-histogram"}
+    classical: dict[str, object] = {"kind": "part-histogram"}
     why_classical = ("appearance: part colour/texture histograms guided by the keypoints. Re-ID quality is LIMITED: "
                      "a classical descriptor, not a trained re-ID model")
     if mode == "classical":

@@ -288,6 +288,7 @@ def _progress_reporter(client: QueryClient, on_progress: Callable[[DemoProgress]
                        every_s: float) -> Callable[[], bool]:
     """A function to call while waiting: reads the workers' counters at most every ``every_s``, passes them to
     ``on_progress`` and returns True when they moved since the last reading (a frame read, a tracklet embedded)."""
+    seen: list[tuple[tuple[int, int], ...] | None]
     started, last, seen, tracker = time.monotonic(), [time.monotonic()], [None], ProgressTracker()
 
     def report() -> bool:

@@ -28,4 +28,5 @@ def embed_clips(model: torch.nn.Module, batch: TestBatch, device: torch.device, 
 
 def mean_per_tracklet(clip_descriptors: torch.Tensor, clip_counts: list[int]) -> list[torch.Tensor]:
     """The tracklet descriptor is the mean over its clips (as in the papers' test protocol)."""
-    return [clips.mean(dim=0).cpu() for clips in clip_descriptors.split(clip_counts)]
+    parts = clip_descriptors.split(clip_counts)  # type: ignore[no-untyped-call]  # unannotated in torch
+    return [clips.mean(dim=0).cpu() for clips in parts]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -191,7 +192,7 @@ def _count(summary: ExtractionSummary, tracklet: TrackletFiles, frame: int, poin
         summary.confidence_sum += float(points[:, 2].mean())
 
 
-def default_store_folder(root: str | Path, backend: str) -> Path:
+def default_store_folder(root: str | os.PathLike[str], backend: str) -> Path:
     """Where ``keypoints extract`` writes when no output folder is given: ``ROOT/keypoints-BACKEND``."""
     return Path(root) / f"keypoints-{backend}"
 

@@ -92,4 +92,4 @@ class YoloPose(PoseBackend):
         )
 
     def close(self) -> None:
-        self.model = None  # type: ignore[assignment]
+        self.model = None

@@ -83,7 +83,8 @@ class _Run:
                                       image_size=data.image_size, clip_length=data.clip_length)
         self.model = model.to(processes.device)
         if run.sync_batchnorm and processes.world_size > 1:
-            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            # torch leaves convert_sync_batchnorm unannotated
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # type: ignore[no-untyped-call]
         self.keypoints = setup.open_keypoints(data.keypoints, data.root, model, data.missing_keypoints)
         self.loss = setup.build_loss(model, len(self.labels), config).to(processes.device)
         self.optimizer, self.center_optimizer, self.scheduler = setup.build_optimizers(model, self.loss, config.optim)
@@ -190,7 +191,7 @@ class _Run:
                 self._validate(epoch, log)
         return True
 
-    def _loader(self) -> DataLoader:
+    def _loader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         workers = self.config.data.workers
         # Built once: the batch sampler is iterated in this process at the start of every epoch (after set_epoch),
         # the workers only load items, and they persist across epochs.

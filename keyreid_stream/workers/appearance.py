@@ -269,7 +269,8 @@ def _gradient_codes(padded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (orientation + _FINE_START["orientation"]).reshape(shape), edge.reshape(shape)
 
 
-def _pixel_codes(tall_hsv: np.ndarray, grey: np.ndarray, brightness: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+def _pixel_codes(tall_hsv: np.ndarray, grey: np.ndarray, brightness: np.ndarray
+                 ) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(fine code, weight factor or None for 1) of every pixel, one pair per bincount. ``tall_hsv``: the
     ``(N * H, W, 3)`` stack of the gain-normalised HSV crops; ``grey``: their grey levels ``(N, H, W)``;
     ``brightness``: the fine brightness code of the crops before normalisation (the ``value`` block)."""
@@ -318,7 +319,7 @@ def _chunk_histograms(crops: Sequence[np.ndarray], keypoints: np.ndarray) -> np.
     grey = cv2.cvtColor(tall, cv2.COLOR_BGR2GRAY).reshape(count, HEIGHT, WIDTH)
     weight, histogram = _pixel_weights(points)
     base, size = histogram * FINE_SIZE, count * len(PARTS) * FINE_SIZE
-    fine = np.zeros(size)
+    fine: np.ndarray = np.zeros(size)
     for code, factor in _pixel_codes(hsv, grey, brightness):
         weights = weight if factor is None else weight * factor
         fine += np.bincount((base + code).ravel(), weights.ravel(), minlength=size)

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class Worker:
         self.flush_timeout_s, self.log_every_s, self.thumbnails = flush_timeout_s, log_every_s, thumbnails
         self.matcher_wait_s = matcher_wait_s
         self.metrics = metrics or WorkerMetrics()
-        self.segments: queue.Queue[object] = queue.Queue(maxsize=embed_queue)
+        self.segments: queue.Queue[Any] = queue.Queue(maxsize=embed_queue)  # TrackletSegments, then _END
         self.frames_ready = threading.Event()
         self._stop = threading.Event()
         self._pending_latency: dict[str, float] = {}

@@ -55,7 +55,7 @@ def tracker_defaults(kind: str) -> dict[str, Any]:
 
         config = YAML.load(path)
     except ImportError:  # older ultralytics: the function before the YAML class
-        from ultralytics.utils import yaml_load  # type: ignore[attr-defined]
+        from ultralytics.utils import yaml_load
 
         config = yaml_load(path)
     return {key: value for key, value in config.items() if key not in _HIDDEN}
