@@ -24,7 +24,7 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, overload
 
 import numpy as np
 
@@ -176,11 +176,19 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
+@overload
+def _to_int(value: int | np.integer[Any]) -> int: ...
+@overload
+def _to_int(value: object) -> object: ...
 def _to_int(value: object) -> object:
     """Edge conversion of a numpy integer scalar to int; anything else is left for the contract check."""
     return int(value) if isinstance(value, np.integer) else value
 
 
+@overload
+def _to_float(value: float | np.floating[Any] | np.integer[Any]) -> float: ...
+@overload
+def _to_float(value: object) -> object: ...
 def _to_float(value: object) -> object:
     return float(value) if isinstance(value, (np.floating, np.integer)) else value
 
@@ -193,7 +201,7 @@ def _to_array(owner: str, name: str, value: object, dtype: type, empty_shape: tu
         _fail(owner, name, "an array-like of numbers", str(exc))
     if array.size == 0:
         return np.zeros(empty_shape, dtype=dtype)
-    target = np.dtype(dtype)
+    target: np.dtype[Any] = np.dtype(dtype)
     if array.dtype.kind not in "iuf" or (target.kind == "u" and array.dtype.kind == "f"):
         _fail(owner, name, f"numbers convertible to {target}", str(array.dtype))
     if target.kind in "iu" and array.dtype != target:
@@ -205,14 +213,18 @@ def _to_array(owner: str, name: str, value: object, dtype: type, empty_shape: tu
     return np.ascontiguousarray(array.astype(target, copy=False))
 
 
+@overload
+def _to_ref(value: str | os.PathLike[str]) -> str: ...
+@overload
+def _to_ref(value: object) -> object: ...
 def _to_ref(value: object) -> object:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def _values_equal(a: object, b: object) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        both = isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
-        return both and a.dtype == b.dtype and bool(np.array_equal(a, b))
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype \
+            and bool(np.array_equal(a, b))
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(_values_equal(x, y) for x, y in zip(a, b))
     return bool(a == b)
