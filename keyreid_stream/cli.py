@@ -350,7 +350,7 @@ def _model_info(args: argparse.Namespace) -> int:
     from keyreid_stream.model.registry import load_model
     from keyreid_stream.weights import resolve_weights
 
-    model = load_model(resolve_weights(args.checkpoint))
+    model: Any = load_model(resolve_weights(args.checkpoint))  # a registry model: arch, build_kwargs, ...
     params = sum(p.numel() for p in model.parameters())
     print(f"architecture: {model.arch}\nparameters: {params:,}\ndescriptor: {model.descriptor_dim} dims")
     for key, value in sorted(model.build_kwargs.items()):

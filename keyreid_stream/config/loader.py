@@ -207,7 +207,7 @@ class _Converter:
             return value
         return self.scalar(hint, value, key_path)
 
-    def dataclass(self, schema: type, value: Any, key_path: tuple[str, ...]) -> Any:
+    def dataclass(self, schema: Any, value: Any, key_path: tuple[str, ...]) -> Any:
         if value is None:
             value = {}
         if not isinstance(value, Mapping):

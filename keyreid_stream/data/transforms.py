@@ -70,7 +70,9 @@ class ClipTransform:
         pixels = np.empty((len(images), *self.size, 3), np.uint8)
         points = np.empty((len(images), 17, 3), np.float32)
         flip = self.train and rng.random() < self.flip  # type: ignore[union-attr]
-        offset = tuple(rng.integers(0, 2 * self.pad + 1, size=2)) if self.train and self.pad else (self.pad,) * 2
+        # as above: a training transform always has rng (checked at the top), which mypy cannot see
+        offset = (tuple(rng.integers(0, 2 * self.pad + 1, size=2))  # type: ignore[union-attr]
+                  if self.train and self.pad else (self.pad,) * 2)
         for t, image in enumerate(images):
             pixels[t], points[t] = self._geometry(image, keypoints[t], flip, offset)
         frames = pixels.transpose(0, 3, 1, 2).astype(np.float32)  # one copy, then normalised in place

@@ -89,7 +89,7 @@ def cut_overlapping_views(video: Path, out_dir: Path, *, view_width: int = 480, 
     return views  # type: ignore[return-value]
 
 
-def _stamp(video: Path, plan: tuple, max_frames: int) -> str:
+def _stamp(video: Path, plan: tuple[tuple[str, int, int], tuple[str, int, int]], max_frames: int) -> str:
     status = video.stat()
     key = json.dumps([VIEWS_VERSION, os.fspath(video.resolve()), status.st_size, int(status.st_mtime), plan,
                       max_frames])

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -174,7 +175,7 @@ def _overlays(model: torch.nn.Module, tracklet: VideoTracklet, *, root: Path, ou
     return written
 
 
-def _attention_rows(model: torch.nn.Module, frames: torch.Tensor, keypoints: torch.Tensor | None,
+def _attention_rows(model: Any, frames: torch.Tensor, keypoints: torch.Tensor | None,
                     cameras: torch.Tensor) -> dict[str, np.ndarray]:
     """Named ``(T, gh, gw)`` or ``(gh, gw)`` maps of the first clip: KeyRe-ID's [CLS] attention, RAPA's relation
     attention per part."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,7 +75,8 @@ class TrackletEmbedder:
         self.batch_clips, self.max_clips = batch_clips, max_clips
         self.clip_length = int(getattr(self.model, "num_frames", 4))
         self.mean, self.std = input_normalisation(self.model, mean, std)
-        self.transform = ClipTransform(tuple(self.model.img_size), train=False, mean=self.mean, std=self.std)
+        img_size: Any = self.model.img_size  # registry models carry img_size (nn.Module types it Tensor | Module)
+        self.transform = ClipTransform(tuple(img_size), train=False, mean=self.mean, std=self.std)
         self.camera_indices = dict(camera_indices or {})
         self._check_camera_indices()
         logger.info("embedding: %s (%s) on %s, %d-frame clips, descriptor %d", self.model_name, self.model_version,
@@ -82,7 +84,8 @@ class TrackletEmbedder:
 
     @property
     def descriptor_dim(self) -> int:
-        return int(self.model.descriptor_dim)
+        dim: Any = self.model.descriptor_dim  # a registry model's attribute
+        return int(dim)
 
     def _check_camera_indices(self) -> None:
         cameras = int(getattr(getattr(self.model, "backbone", None), "num_cameras", 0) or 0)

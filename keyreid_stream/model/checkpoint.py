@@ -243,8 +243,9 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike[str], *, extra: di
     if not hasattr(model, "arch"):
         raise CheckpointError("only models made by build_model() can be saved (they know how to rebuild)")
     path = Path(path)
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "arch": model.arch,
-               "build": dict(model.build_kwargs), "state_dict": model.state_dict(), "extra": extra or {}}
+    built: Any = model  # made by build_model(): it carries arch and build_kwargs
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "arch": built.arch,
+               "build": dict(built.build_kwargs), "state_dict": model.state_dict(), "extra": extra or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save(payload, partial)

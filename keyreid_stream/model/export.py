@@ -19,6 +19,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 _EXTRA_HINT = "pip install 'keyreid-stream[export]'"
 
 
-def _require(module: str) -> object:
+def _require(module: str) -> Any:
     try:
         return __import__(module)
     except ImportError as err:
@@ -58,6 +59,7 @@ class _EmbedAdapter(nn.Module):
 
     def __init__(self, model: nn.Module, with_keypoints: bool, with_cameras: bool) -> None:
         super().__init__()
+        self.model: Any  # a registry model with ``embed``
         self.model, self.with_keypoints, self.with_cameras = model, with_keypoints, with_cameras
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -69,7 +71,7 @@ class _EmbedAdapter(nn.Module):
         return result
 
 
-def _flags(model: nn.Module, with_keypoints: bool | None, with_cameras: bool | None) -> tuple[bool, bool]:
+def _flags(model: Any, with_keypoints: bool | None, with_cameras: bool | None) -> tuple[bool, bool]:
     has_cameras = getattr(model.backbone, "camera_embed", None) is not None
     keypoints = model.needs_keypoints if with_keypoints is None else with_keypoints
     cameras = has_cameras if with_cameras is None else with_cameras
@@ -80,7 +82,7 @@ def _flags(model: nn.Module, with_keypoints: bool | None, with_cameras: bool | N
     return keypoints, cameras
 
 
-def _inputs(model: nn.Module, batch: int, keypoints: bool, cameras: bool, seed: int = 0
+def _inputs(model: Any, batch: int, keypoints: bool, cameras: bool, seed: int = 0
             ) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     (height, width), frames = model.img_size, model.num_frames
@@ -125,6 +127,7 @@ def export_onnx(
                 adapter, tuple(inputs.values()), dynamo=True, opset_version=opset, input_names=names,
                 output_names=["descriptor"], dynamic_shapes=shapes, optimize=True, verbose=False,
             )
+        assert program is not None  # dynamo=True always returns an ONNXProgram
         program.save(str(tmp), external_data=False)
         onnx.checker.check_model(str(tmp), full_check=True)
         os.replace(tmp, path)
@@ -157,7 +160,8 @@ def check_onnx(
             for arg in args]
     try:
         with torch.no_grad():
-            expected = model.eval().embed(*args).float()
+            evaluating: Any = model.eval()  # a registry model with ``embed``
+            expected = evaluating.embed(*args).float()
     finally:
         model.train(was_training)
     diff = float((torch.from_numpy(got) - expected.cpu()).abs().max())

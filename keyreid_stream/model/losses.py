@@ -24,7 +24,7 @@ Fantastic Techniques and Where to Find Them").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -193,7 +193,8 @@ class ReIDLoss(nn.Module):
 
     def center_parameters(self) -> list[nn.Parameter]:
         centres = [] if self.global_center is None else [self.global_center.centers]
-        return centres + [module.centers for module in self.part_centers]
+        # nn.ModuleList's stubs type items as Module; they are the CenterLosses built in __init__
+        return centres + [cast(CenterLoss, module).centers for module in self.part_centers]
 
     def rescale_center_grads(self) -> None:
         """Undo the beta factor on the centres' gradients (no-op when beta is 0); see CenterLoss."""

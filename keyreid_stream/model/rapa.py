@@ -30,7 +30,7 @@ in a BNNeck; the relation map has one batch norm per reference feature; ResNet-5
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -124,7 +124,8 @@ class Reduction(nn.Sequential):
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__(nn.Linear(in_dim, out_dim, bias=False), nn.BatchNorm1d(out_dim))
-        nn.init.kaiming_normal_(self[0].weight, mode="fan_out")
+        # nn.Sequential's stubs type an item as Module; the first is the Linear above
+        nn.init.kaiming_normal_(cast(nn.Linear, self[0]).weight, mode="fan_out")
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -92,16 +92,18 @@ def build_model(
     spec = get_spec(arch)
     _check_keys(arch, spec.model_class, overrides)
     kwargs = {**spec.defaults, **overrides, "num_classes": num_classes, "num_cameras": num_cameras}
-    model = spec.model_class(**kwargs)
+    model: Any = spec.model_class(**kwargs)  # an nn.Module that also carries arch and build_kwargs
     model.arch = arch
     model.build_kwargs = dict(kwargs)
     if pretrained:
         if pretrained is True and spec.timm_weights is None:
             raise ValueError(f"{arch} has no published ImageNet weights; pass a local file instead")
         source = spec.timm_weights if pretrained is True else Path(pretrained)
+        assert source is not None  # timm_weights checked just above
         report = load_imagenet(model, source)
         log.info("%s: %s", arch, report.summary())
-    return model
+    built: nn.Module = model
+    return built
 
 
 def _check_keys(name: str, model_class: type[nn.Module], kwargs: Mapping[str, Any]) -> None:
@@ -123,10 +125,11 @@ def load_model(path: str | os.PathLike[str], *, map_location: str | torch.device
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a keyreid-stream checkpoint (use load_checkpoint for other kinds)")
     build = {**obj["build"], **overrides}
-    model = build_model(obj["arch"], build.pop("num_classes"), build.pop("num_cameras"), **build)
+    model: Any = build_model(obj["arch"], build.pop("num_classes"), build.pop("num_cameras"), **build)
     load_native(model, obj, path)
     model.checkpoint_extra = dict(obj.get("extra") or {})  # e.g. the input normalisation it was trained with
-    return model.to(map_location)
+    moved: nn.Module = model.to(map_location)
+    return moved
 
 
 def convert_checkpoint(source: str | os.PathLike[str], destination: str | os.PathLike[str], *, arch: str,

@@ -57,9 +57,14 @@ class LinkCheck(Protocol):
     """Links checked against a known truth (e.g. the demo's geometry check): pairs of tracks that are the same
     person (``true_pairs``), linked into one identity (``predicted_pairs``) and both (``correct_pairs``)."""
 
-    true_pairs: int
-    predicted_pairs: int
-    correct_pairs: int
+    @property
+    def true_pairs(self) -> int: ...
+
+    @property
+    def predicted_pairs(self) -> int: ...
+
+    @property
+    def correct_pairs(self) -> int: ...
 
     @property
     def precision(self) -> float: ...

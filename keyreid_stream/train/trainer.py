@@ -157,7 +157,8 @@ class _Run:
                                 f"{step_in_epoch + 1}; lower the learning rate or check the data ({saved} "
                                 "holds the state of the last finished epoch)")
         scaled = total / accumulate
-        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        # GradScaler.scale is unannotated in torch
+        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
         for name, value in terms.items():
             totals[name] += float(value.detach())
         totals["batches"] += 1

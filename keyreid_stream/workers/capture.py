@@ -384,6 +384,7 @@ class CaptureSource(FrameSource):
         """One open attempt (each transport in turn): the opened capture, or None and the reason."""
         if self.closed:
             raise SourceClosed
+        capture: cv2.VideoCapture | None
         if self.spec.kind == "webcam":
             try:
                 capture = cv2.VideoCapture(int(self.spec.location), cv2.CAP_ANY)
