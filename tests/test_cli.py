@@ -129,7 +129,7 @@ def test_building_the_parser_imports_no_heavy_library() -> None:
 def test_a_config_error_exits_2_from_every_command(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     """One rule (README): 2 for a bad command line or configuration (nothing ran), 1 for a run that failed."""
     code, _, err = run_cli(capsys, *argv)
-    last = err.strip().splitlines()[-1]  # (a handler that an earlier test's logging set up may complain first)
+    last = err.strip().splitlines()[-1]
     assert code == 2 and last.startswith("keyreid-stream: config error: ") and "override '" in last, err
 
 
